@@ -61,13 +61,14 @@ def customer_histories(dataset: Dataset) -> list[list[str]]:
 
 
 def user_feature_matrix(
-    dataset: Dataset, history_mode: str = "items"
+    dataset: Dataset, history_mode: str = "items", taxonomy: Taxonomy | None = None
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """(customers x features weights, feature names, category index of each feature).
 
-    Every history feature of every offer exists, so a later interaction with any offer can be
-    placed without retraining."""
-    taxonomy = dataset.taxonomy
+    `taxonomy` (default: the dataset's) decides which attributes become features. Every history
+    feature of every offer exists, so a later interaction with any offer can be placed without
+    retraining."""
+    taxonomy = taxonomy or dataset.taxonomy
     names: dict[str, int] = {}
     categories: list[int] = []
 

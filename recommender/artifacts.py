@@ -1,0 +1,177 @@
+"""Versioned model artifacts: a folder with manifest.json, arrays.npz and the tables serving needs.
+
+Written atomically (a temporary folder renamed into place), checked on load against the checksums
+in the manifest, so a truncated, foreign or newer-format artifact is refused, never half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.additive import AdditiveModel, FeatureSpace
+from recommender.errors import ArtifactError
+from recommender.taxonomy import Taxonomy
+
+KIND = "trustrec-artifact"
+FORMAT_VERSION = 1
+TABLES = ("customers", "offers", "history")
+_MODEL_ARRAYS = (
+    "item_vectors", "item_bias", "partial_vectors", "partial_bias", "has_data",
+    "mean_vectors", "mean_bias",
+)
+
+
+@dataclass(eq=False)
+class Artifact:
+    """A trained model with what serving and explanation need to use it without LightFM.
+
+    customers: attributes by customer_id (the model's rows, in order); offers: title and attributes
+    by offer_id (the model's columns); history: customer_id, offer_id, timestamp of the
+    interactions the model learned from (for "because you bought X" and exclusion of past offers).
+    """
+
+    manifest: dict
+    model: AdditiveModel
+    customers: pd.DataFrame
+    offers: pd.DataFrame
+    history: pd.DataFrame
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_dict(self.manifest["taxonomy"])
+
+    @property
+    def history_mode(self) -> str | None:
+        """"items", "identity" or None (models that cannot place unseen customers)."""
+        return self.manifest.get("history_mode")
+
+    @cached_property
+    def customer_rows(self) -> dict[str, int]:
+        return {str(c): row for row, c in enumerate(self.customers.index)}
+
+    @cached_property
+    def offer_columns(self) -> dict[str, int]:
+        return {str(o): col for col, o in enumerate(self.offers.index)}
+
+
+def new_version(model_name: str, created_at: datetime) -> str:
+    return f"{model_name}-{created_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def make_manifest(
+    *, model_name: str, params: dict, taxonomy: Taxonomy, history_mode: str | None,
+    data_fingerprint: str, counts: dict, metrics: dict, created_at: datetime | None = None,
+) -> dict:
+    created_at = created_at or datetime.now(UTC)
+    return {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "version": new_version(model_name, created_at),
+        "created_at": created_at.isoformat(timespec="seconds"),
+        "model": model_name,
+        "hyperparameters": params,
+        "taxonomy": taxonomy.to_dict(),
+        "history_mode": history_mode,
+        "data_fingerprint": data_fingerprint,
+        "counts": counts,
+        "metrics": metrics,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
+    """Write under out_dir/<version>/ atomically and return that path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / artifact.version
+    if final.exists():
+        raise ArtifactError(f"artifact {final} already exists")
+    staging = out_dir / f".staging-{artifact.version}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        model = artifact.model
+        arrays = {name: getattr(model, name) for name in _MODEL_ARRAYS}
+        arrays["categories"] = np.array(model.categories, dtype=str)
+        if model.features is not None:
+            arrays |= {
+                "feature_names": model.features.names.astype(str),
+                "feature_category": model.features.category,
+                "feature_vectors": model.features.vectors,
+                "feature_bias": model.features.bias,
+            }
+        np.savez(staging / "arrays.npz", **arrays)
+        for table in TABLES:
+            getattr(artifact, table).to_parquet(staging / f"{table}.parquet")
+        files = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
+        manifest = dict(artifact.manifest, files=files)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float))
+        for path in staging.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    artifact.manifest = manifest
+    return final
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} is not a TrustRec artifact: no manifest.json")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise ArtifactError(f"{path} is not a TrustRec artifact (kind is not {KIND!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has format version {version!r}; this TrustRec reads up to {FORMAT_VERSION}: "
+            "upgrade TrustRec to load it"
+        )
+    for name, checksum in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file() or _sha256(file) != checksum:
+            raise ArtifactError(f"{file} is missing or does not match its checksum (truncated?)")
+    if set(manifest.get("files", {})) != {"arrays.npz", *(f"{t}.parquet" for t in TABLES)}:
+        raise ArtifactError(f"{path}: manifest does not list the artifact's files")
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        features = None
+        if "feature_names" in arrays:
+            features = FeatureSpace(
+                names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
+                vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
+            )
+        model = AdditiveModel(
+            categories=tuple(str(c) for c in arrays["categories"]),
+            features=features, **{name: arrays[name] for name in _MODEL_ARRAYS},
+        )
+    tables = {t: pd.read_parquet(path / f"{t}.parquet") for t in TABLES}
+    return Artifact(manifest=manifest, model=model, **tables)

@@ -1,0 +1,160 @@
+"""The synthetic storefront: deterministic, the promised shape, and a ground truth that holds."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.errors import DataError
+from recommender.loaders import generate_storefront, load_synthetic
+from recommender.loaders.synthetic import (
+    CATEGORIES,
+    DRIVER_ATTRIBUTES,
+    SEGMENT_PREFERENCES,
+    Storefront,
+)
+from recommender.taxonomy import HISTORY
+
+SMALL = {"n_customers": 300, "n_offers": 60}
+
+
+@pytest.fixture(scope="module")
+def store() -> Storefront:
+    return generate_storefront()
+
+
+def with_category(store: Storefront) -> pd.DataFrame:
+    dataset = store.dataset
+    return dataset.interactions.join(dataset.offers["category"], on="offer_id")
+
+
+def share_in(interactions: pd.DataFrame, categories: pd.Series) -> pd.Series:
+    """Per customer, the share of their interactions in the given per-customer categories."""
+    wanted = categories.reindex(interactions["customer_id"]).to_numpy()
+    inside = [c in w for c, w in zip(interactions["category"], wanted, strict=True)]
+    return pd.Series(inside).groupby(interactions["customer_id"].to_numpy()).mean()
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    first, again = generate_storefront(seed=7, **SMALL), generate_storefront(seed=7, **SMALL)
+    for name in ("customers", "offers", "interactions"):
+        pd.testing.assert_frame_equal(getattr(first.dataset, name), getattr(again.dataset, name))
+    pd.testing.assert_series_equal(first.driver, again.driver)
+    assert first.dataset.fingerprint() == again.dataset.fingerprint()
+    other = generate_storefront(seed=8, **SMALL)
+    assert other.dataset.fingerprint() != first.dataset.fingerprint()
+    assert not other.driver.equals(first.driver)
+    assert load_synthetic(seed=7, **SMALL).fingerprint() == first.dataset.fingerprint()
+
+
+def test_defaults_are_fast_and_sized(store):
+    started = time.perf_counter()
+    generate_storefront(seed=1)
+    assert time.perf_counter() - started < 2.0
+    dataset = store.dataset
+    assert (dataset.n_customers, dataset.n_offers) == (3000, 300)
+    counts = dataset.interactions.groupby("customer_id").size().reindex(dataset.customer_ids)
+    assert counts.min() >= 5 and counts.max() <= 40
+    assert not dataset.interactions.duplicated(["customer_id", "offer_id"]).any()
+
+
+def test_tables_follow_the_dataset_contract(store):
+    dataset = store.dataset
+    taxonomy = dataset.taxonomy
+    assert {a: taxonomy.category_of(a) for a in dataset.customer_attributes()} == {
+        "age_band": "demographics", "gender": "demographics", "region": "location",
+        "occupation": "profile"}
+    offers = dataset.offers
+    assert set(offers["category"]) == set(CATEGORIES) and len(CATEGORIES) == 10
+    assert set(offers["price_band"]) == {"low", "mid", "high"}
+    assert offers["title"].str.fullmatch(r"[A-Z][\w' -]+ \((low|mid|high)\)").all()
+    interactions = dataset.interactions
+    assert set(interactions["kind"]) == {"purchase", "click"}
+    assert (interactions["weight"] == 1.0).all()
+    assert interactions["timestamp"].is_monotonic_increasing
+    span = interactions["timestamp"].max() - interactions["timestamp"].min()
+    assert 360 * 86400 < span <= 365 * 86400
+
+
+def test_driver_truth_is_labelled_consistently(store):
+    assert set(store.driver) == {HISTORY, *DRIVER_ATTRIBUTES}
+    history = store.driver == HISTORY
+    assert store.driver_attribute[history].isna().all()
+    assert (store.driver_attribute[~history] == store.driver[~history].map(DRIVER_ATTRIBUTES)).all()
+    assert 0.3 < history.mean() < 0.5  # the default mix gives history 40%
+    customers = store.dataset.customers
+    for category, attribute in DRIVER_ATTRIBUTES.items():
+        rows = store.driver == category
+        expected = customers.loc[rows, attribute].map(SEGMENT_PREFERENCES[attribute])
+        assert (store.preferred_categories[rows].map(set) == expected.map(set)).all()
+
+
+@pytest.mark.parametrize("category, attribute", sorted(DRIVER_ATTRIBUTES.items()))
+def test_segment_drivers_concentrate_in_their_segment_categories(store, category, attribute):
+    customers = store.dataset.customers
+    segment_categories = customers[attribute].map(SEGMENT_PREFERENCES[attribute])
+    share = share_in(with_category(store), segment_categories)
+    driven = share[store.driver[share.index] == category].mean()
+    history = share[store.driver[share.index] == HISTORY].mean()
+    assert driven > 0.55  # most of their choices, though their group is half noise
+    assert history < 0.3  # ~2 of 10 categories: this attribute says nothing about them
+    assert driven > 2.5 * history
+
+
+def test_history_drivers_follow_their_own_past(store):
+    interactions = with_category(store)
+    history = store.driver[store.driver == HISTORY].index
+    mine = interactions[interactions["customer_id"].isin(history)
+                        & ~store.noisy.reindex(interactions["customer_id"]).to_numpy()]
+    position = mine.groupby("customer_id").cumcount()
+    size = mine.groupby("customer_id")["offer_id"].transform("size")
+    early, late = mine[position < size // 2], mine[position >= size // 2]
+    top_two = early.groupby("customer_id")["category"].agg(
+        lambda c: tuple(c.value_counts().index[:2]))
+    assert share_in(late, top_two).mean() > 0.5  # ~0.2 if the past said nothing
+    # and their favourites are personal: they do not cluster by any attribute
+    favourites = store.preferred_categories[history].map(frozenset)
+    customers = store.dataset.customers.loc[history]
+    for attribute in DRIVER_ATTRIBUTES.values():
+        assert favourites.groupby(customers[attribute]).nunique().min() > 10
+
+
+def test_planted_disparity_hits_one_gender(store):
+    assert store.disparity_group == ("gender", "female") and store.disparity == 0.5
+    assert (store.noisy == (store.dataset.customers["gender"] == "female")).all()
+    share = share_in(with_category(store), store.preferred_categories)
+    by_noise = share.groupby(store.noisy[share.index]).mean()
+    assert by_noise[False] - by_noise[True] > 0.2
+    fair = generate_storefront(disparity=0.0)
+    share = share_in(with_category(fair), fair.preferred_categories)
+    by_noise = share.groupby(fair.noisy[share.index]).mean()
+    assert abs(by_noise[False] - by_noise[True]) < 0.03
+
+
+def test_strength_zero_erases_the_segment_signal():
+    store = generate_storefront(seed=3, strength=0.0, disparity=0.0, **SMALL)
+    share = share_in(with_category(store), store.preferred_categories)
+    assert share.mean() < 0.3
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"n_offers": 5}, "n_offers"),
+    ({"strength": 1.5}, "strength"),
+    ({"interactions_per_customer": (0, 3)}, "interactions_per_customer"),
+    ({"drivers": {"shoe_size": 1.0}}, "drivers"),
+    ({"disparity_group": "robots"}, "disparity_group"),
+])
+def test_bad_parameters_are_refused(options, field):
+    with pytest.raises(DataError) as error:
+        generate_storefront(**{**SMALL, **options})
+    assert error.value.field == field
+
+
+def test_tiny_storefront_caps_interactions_at_offer_count():
+    dataset = load_synthetic(n_customers=20, n_offers=10)
+    counts = dataset.interactions.groupby("customer_id").size()
+    assert counts.max() <= 10 and counts.min() >= 5
+    assert np.isin(dataset.offers["category"], CATEGORIES).all()
