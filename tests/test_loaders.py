@@ -74,7 +74,7 @@ def test_movielens_latin1_titles_genres_and_decades(movielens):
     assert values["267"] == []
 
 
-# --- MovieLens, small broken copies ----------------------------------------------------------------
+# --- MovieLens, small broken copies ---------------------------------------------------------
 GENRES = "unknown|0\nAction|1\nComedy|2\n\n"
 USERS = "1|17|F|student|12345\n2|18|M|writer|T8H1N\n3|56|M|retired|\n"
 ITEMS = ("10|Café (1995)|01-Jan-1995|||0|1|1\n"
@@ -97,7 +97,7 @@ def test_small_movielens_loads_and_prints_skipped_count(tmp_path, capsys):
     dataset = load_movielens(write_movielens(tmp_path / "ml"))
     assert "skipped 1 of 4 ratings below 4" in capsys.readouterr().err
     assert dataset.customers["age_band"].tolist() == ["under 18", "18-24", "56+"]
-    assert dataset.customers.loc["3", "zip_prefix"] != dataset.customers.loc["3", "zip_prefix"]
+    assert pd.isna(dataset.customers.loc["3", "zip_prefix"])  # an empty zip is unknown
     assert dataset.offers.loc["10"].tolist() == ["Café (1995)", "Action|Comedy", "1990s"]
     assert dataset.offers.loc["11", "decade"] == "1930s"
     interactions = dataset.interactions
@@ -291,6 +291,24 @@ def test_tabular_attribute_not_in_taxonomy(shop):
 def test_tabular_mapping_typos_are_refused(shop):
     edit(shop / "mapping.toml", "attributes = [\"age_band\"", "atributes = [\"age_band\"")
     assert load_error(shop).field == "customers.atributes"
+
+
+def test_tabular_mapping_problems(shop):
+    with pytest.raises(DataError, match="mapping file not found"):
+        load_tabular(shop / "nothing.toml")
+    text = (shop / "mapping.toml").read_text()
+    (shop / "mapping.toml").write_text(text.split("[offers]")[0])
+    assert load_error(shop).field == "offers"
+    (shop / "mapping.toml").write_text(text.replace('file = "offers.csv"', 'file = "offers.xlsx"'))
+    assert (load_error(shop).file, load_error(shop).field) == (str(shop / "offers.xlsx"), "file")
+
+
+def test_tabular_crlf_and_empty_files(shop):
+    path = shop / "interactions.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n").replace(b",2,", b",x,"))
+    assert (load_error(shop).line, load_error(shop).field) == (4, "quantity")
+    path.write_text("")
+    assert load_error(shop).message == "file is empty"
 
 
 def test_tabular_parquet_with_numeric_ids_and_datetimes(shop):

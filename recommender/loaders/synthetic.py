@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ PRODUCTS: dict[str, tuple[str, ...]] = {
                 "Summer dress", "Wristwatch", "Handbag"),
 }
 CATEGORIES = tuple(PRODUCTS)
-VARIANTS = ("Classic", "Compact", "Deluxe", "Eco", "Pro", "Travel-size", "Family", "Vintage")
+VARIANTS = ("Classic", "Compact", "Deluxe", "Eco", "Premium", "Essential", "Family", "Signature")
 PRICE_BANDS = ("low", "mid", "high")
 PRICE_SHARES = (0.4, 0.4, 0.2)
 
@@ -98,18 +99,19 @@ class Storefront:
     driver: the data category that drove the customer's interest; driver_attribute: the attribute
     behind it (NaN for interaction_history); preferred_categories: the offer categories the
     customer mostly buys in (their segment value's, or their personal favourites); noisy: whether
-    the customer belongs to the group whose interactions carry the planted noise."""
+    the customer's interactions carry the planted noise (their gender is disparity_group[1] and
+    disparity > 0)."""
 
     dataset: Dataset
     driver: pd.Series
     driver_attribute: pd.Series
     preferred_categories: pd.Series
     noisy: pd.Series
+    disparity_group: tuple[str, str]
+    disparity: float
+    seed: int
     segment_preferences: dict[str, dict[str, tuple[str, ...]]] = field(
         default_factory=lambda: SEGMENT_PREFERENCES)
-    disparity_group: tuple[str, str] = ("gender", "female")
-    disparity: float = 0.0
-    seed: int = 0
 
 
 def generate_storefront(
@@ -160,7 +162,7 @@ def generate_storefront(
     within[personal] = affinity / (affinity @ by_category)[:, offer_category]
     choice = (1 - popularity_noise) * taste[:, offer_category] * within \
         + popularity_noise * popularity
-    noisy = customers["gender"].to_numpy() == disparity_group
+    noisy = (customers["gender"].to_numpy() == disparity_group) & (disparity > 0)
     choice[noisy] = (1 - disparity) * choice[noisy] + disparity / n_offers
 
     interactions = _draw(choice, low, high, click_share, rng)
@@ -185,9 +187,9 @@ def generate_storefront(
     )
 
 
-def load_synthetic(seed: int = 0, **options: object) -> Dataset:
+def load_synthetic(seed: int = 0, **options: Any) -> Dataset:
     """The storefront's dataset alone (options: see generate_storefront)."""
-    return generate_storefront(seed=seed, **options).dataset  # type: ignore[arg-type]
+    return generate_storefront(seed=seed, **options).dataset
 
 
 def _check(n_customers: int, n_offers: int, low: int, high: int, strength: float,
@@ -218,11 +220,12 @@ def _offers(n_offers: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.n
     titles = []
     for c, b, k in zip(category, band, rank, strict=True):
         products = PRODUCTS[CATEGORIES[c]]
-        variant, edition = divmod(k // len(products), len(VARIANTS))  # unique titles
-        name = products[k % len(products)]
-        if variant or edition:
+        name, round_ = products[k % len(products)], k // len(products)
+        if round_:  # more offers than product names: variants keep titles unique
+            edition, variant = divmod(round_ - 1, len(VARIANTS))
             name = f"{VARIANTS[variant]} {name[0].lower()}{name[1:]}"
-        titles.append(f"{name}{f' no. {edition + 1}' if edition else ''} ({PRICE_BANDS[b]})")
+            name += f" no. {edition + 1}" if edition else ""
+        titles.append(f"{name} ({PRICE_BANDS[b]})")
     popularity = (rng.permutation(n_offers) + 1.0) ** -0.8  # a long tail, as in real stores
     width = max(4, len(str(n_offers - 1)))
     offers = pd.DataFrame({

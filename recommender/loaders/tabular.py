@@ -115,6 +115,8 @@ def read_delimited(
 def _records(path: Path, sep: str, encoding: str, quoting: int) -> tuple[np.ndarray, np.ndarray]:
     """(first line, field count) of every non-blank record, as pandas will see them."""
     raw = path.read_bytes()
+    if not raw:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if quoting != csv.QUOTE_NONE and b'"' in raw:  # quotes may hide separators and newlines
         lines, counts = [], []
         with path.open(newline="", encoding=encoding) as handle:
@@ -216,6 +218,8 @@ def _read_mapping(path: Path) -> dict:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError("mapping file not found", file=str(path)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read mapping file: {exc.strerror}", file=str(path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"mapping is not valid TOML: {exc}", file=str(path)) from None
     for key in raw:
@@ -236,6 +240,9 @@ def _read_mapping(path: Path) -> dict:
                 if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                     raise DataError("must be a list of column names", file=str(path),
                                     field=where)
+                if "title" in value:
+                    raise DataError("'title' is the offer title, not an attribute",
+                                    file=str(path), field=where)
             elif not isinstance(value, str):
                 raise DataError("must be a string", file=str(path), field=where)
         for key, required in keys.items():
@@ -265,8 +272,6 @@ def _offers(section: dict, folder: Path) -> pd.DataFrame:
     attributes = section.get("attributes", [])
     table = read_table(folder / section["file"])
     table.require_columns([section["id"], section["title"], *attributes])
-    if "title" in attributes:
-        raise DataError("'title' is reserved for the offer title", field="offers.attributes")
     ids = table.unique_ids(section["id"])
     titles = table.require_values(section["title"])
     columns = {"title": as_text(titles).to_numpy()}

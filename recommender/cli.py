@@ -1,0 +1,99 @@
+"""The `trustrec` command line. Bad input is a one-line message and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recommender.errors import TrustRecError
+
+USAGE_ERROR = 2
+
+
+def parse_value(text: str) -> object:
+    """`64` -> 64, `0.05` -> 0.05, `true` -> True, `a,b` -> ("a", "b"), else the string."""
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(",") if part)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(pairs: Sequence[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise TrustRecError(f"--param takes NAME=VALUE, not {pair!r}")
+        params[name] = parse_value(value)
+    return params
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="data folder or mapping file (synthetic: an optional seed)")
+    parser.add_argument("--format", default="synthetic",
+                        help="movielens | csv (a mapping file, CSV or Parquet) | synthetic")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trustrec", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and write a versioned artifact")
+    add_data_arguments(train)
+    train.add_argument("--model", default="hybrid")
+    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a hyperparameter (repeatable)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="models", help="folder that receives <version>/")
+
+    evaluate = commands.add_parser("evaluate", help="train and evaluate models, print a table")
+    add_data_arguments(evaluate)
+    evaluate.add_argument("--model", default="all", help="comma-separated names, or all")
+    evaluate.add_argument("--seeds", type=int, default=1, help="average over this many seeds")
+    evaluate.add_argument("--k", type=int, default=10)
+    evaluate.add_argument("--json", dest="json_path", help="also write the results here")
+
+    tune = commands.add_parser("tune", help="grid search on the validation split")
+    add_data_arguments(tune)
+    tune.add_argument("--model", required=True)
+    tune.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...")
+    tune.add_argument("--seed", type=int, default=0)
+
+    commands.add_parser("demo", help="run the whole job on the built-in synthetic storefront")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from recommender import commands  # heavy imports only once the arguments are good
+
+    try:
+        return getattr(commands, args.command)(args)
+    except TrustRecError as exc:
+        print(f"trustrec {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def write_json(path: str | Path, payload: object) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

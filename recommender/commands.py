@@ -1,0 +1,100 @@
+"""What each `trustrec` subcommand does (argument parsing lives in recommender.cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+from recommender.artifacts import save_artifact
+from recommender.cli import parse_params, parse_value, write_json
+from recommender.errors import TrustRecError
+from recommender.evaluation import format_table
+from recommender.loaders import load_dataset
+from recommender.models import MODELS, make_model
+from recommender.training import (
+    build_artifact, fit_served_model, mean_and_spread, train_and_evaluate,
+)
+from recommender.tuning import tune as tune_models
+
+TABLE_COLUMNS = ["ndcg@{k}", "recall@{k}", "precision@{k}", "map@{k}", "coverage@{k}",
+                 "ndcg@{k} sd", "train seconds"]
+LEVELS = ("segment", "none")
+
+
+def _load(args: argparse.Namespace):
+    return load_dataset(args.data, args.format)
+
+
+def train(args: argparse.Namespace) -> int:
+    dataset = _load(args)
+    params = parse_params(args.param)
+    make_model(args.model, **params)  # refuse an unknown name or parameter before any work
+    run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=_levels(args.model))
+    print(format_table({f"{args.model} (test)": run.test_metrics}))
+    served = fit_served_model(dataset, run)
+    path = save_artifact(build_artifact(dataset, run, served), args.out)
+    print(f"artifact written: {path}")
+    return 0
+
+
+def _levels(name: str) -> tuple[str, ...]:
+    return LEVELS if MODELS[name][0].__name__ == "HybridRecommender" and name != "lightfm-cf" else ()
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    dataset = _load(args)
+    names = list(MODELS) if args.model == "all" else args.model.split(",")
+    for name in names:
+        make_model(name)
+    if args.seeds < 1:
+        raise TrustRecError("--seeds must be at least 1")
+    rows: dict[str, dict[str, float]] = {}
+    for name in names:
+        runs = [
+            train_and_evaluate(dataset, name, seed=seed, k=args.k, levels=_levels(name))
+            for seed in range(args.seeds)
+        ]
+        rows[name] = mean_and_spread(runs) | {
+            "train seconds": sum(r.train_seconds for r in runs) / len(runs)
+        }
+        for level in runs[0].level_metrics:
+            rows[f"{name} [consent {level}]"] = mean_and_spread(
+                [_LevelView(r, level) for r in runs]
+            )
+    columns = [c.format(k=args.k) for c in TABLE_COLUMNS]
+    print(f"{dataset.name}: {dataset.summary()}, k={args.k}, mean over {args.seeds} seed(s)")
+    print(format_table(rows, columns))
+    if args.json_path:
+        write_json(args.json_path, {"dataset": dataset.name, "seeds": args.seeds, "models": rows})
+    return 0
+
+
+class _LevelView:
+    """A run seen through one consent level's test metrics (for mean_and_spread)."""
+
+    def __init__(self, run, level: str) -> None:
+        self.test_metrics = run.level_metrics[level]
+
+
+def tune(args: argparse.Namespace) -> int:
+    from recommender.tuning import grid
+
+    dataset = _load(args)
+    axes = {}
+    for pair in args.grid:
+        name, sep, values = pair.partition("=")
+        if not sep:
+            raise TrustRecError(f"--grid takes NAME=V1,V2,..., not {pair!r}")
+        parsed = parse_value(values + ",")
+        axes[name] = list(parsed)
+    candidates = grid(**axes) if axes else [{}]
+    make_model(args.model, **candidates[0])
+    table = tune_models(dataset, args.model, candidates, seed=args.seed)
+    print(table.to_string(index=False))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    args.data, args.format, args.model, args.seeds, args.k, args.json_path = (
+        None, "synthetic", "hybrid,als,popularity", 1, 10, None,
+    )
+    return evaluate(args)
