@@ -68,6 +68,20 @@ class Artifact:
     def offer_columns(self) -> dict[str, int]:
         return {str(o): col for col, o in enumerate(self.offers.index)}
 
+    @cached_property
+    def histories(self) -> dict[str, tuple[str, ...]]:
+        """Distinct past offers of every customer, oldest first."""
+        ordered = self.history.sort_values("timestamp", kind="stable")
+        return {
+            str(customer): tuple(dict.fromkeys(group["offer_id"].astype(str)))
+            for customer, group in ordered.groupby("customer_id", sort=False)
+        }
+
+    def customer_attributes(self, customer_id: str) -> dict[str, object]:
+        """Known attribute values of a customer the model was trained on (unknown ones left out)."""
+        row = self.customers.loc[customer_id]
+        return {a: v for a, v in row.items() if not pd.isna(v)}
+
 
 def new_version(model_name: str, created_at: datetime) -> str:
     return f"{model_name}-{created_at:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

@@ -11,7 +11,10 @@ from recommender.evaluation import format_table
 from recommender.loaders import load_dataset
 from recommender.models import MODELS, make_model
 from recommender.training import (
-    build_artifact, fit_served_model, mean_and_spread, train_and_evaluate,
+    build_artifact,
+    fit_served_model,
+    mean_and_spread,
+    train_and_evaluate,
 )
 from recommender.tuning import tune as tune_models
 

@@ -1,0 +1,89 @@
+"""One customer's offers under their consent: the computation serving, explanations and notebooks
+share, so what is served, what is explained and what is audited cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.additive import AdditiveModel
+from recommender.artifacts import Artifact
+from recommender.evaluation import NO_OFFER, top_k
+from recommender.features import customer_feature_weights
+from recommender.taxonomy import HISTORY
+
+
+@dataclass(frozen=True, eq=False)
+class CustomerState:
+    """What scoring knows of one customer: per-category partial vectors and the data behind them."""
+
+    customer_id: str
+    p: np.ndarray  # (G, d): p_ug
+    c: np.ndarray  # (G,): c_ug
+    has_data: np.ndarray  # (G,) bool
+    history: tuple[str, ...]  # distinct past offers, oldest first
+    attributes: Mapping[str, object]
+    known: bool  # seen by the model in training
+
+
+def customer_state(
+    artifact: Artifact, customer_id: str, *, attributes: Mapping[str, object] | None = None,
+    new_history: Iterable[str] = (),
+) -> CustomerState:
+    """The state of a known customer, optionally with interactions made since training, or of a
+    new one from their attributes (cold start). Models without a feature space (implicit, popularity)
+    place an unknown customer at the average."""
+    model = artifact.model
+    row = artifact.customer_rows.get(customer_id)
+    known = row is not None
+    history = tuple(dict.fromkeys((*artifact.histories.get(customer_id, ()), *new_history)))
+    if attributes is None:
+        attributes = artifact.customer_attributes(customer_id) if known else {}
+    changed = tuple(new_history) or (not known and attributes)
+    if known and not changed:
+        p, c, has_data = model.partials(row)
+    elif model.features is not None and artifact.history_mode is not None:
+        weights = customer_feature_weights(
+            artifact.taxonomy, attributes, history, history_mode=artifact.history_mode,
+            customer_id=customer_id if known else None,
+        )
+        p, c, has_data = model.partials_from_features(weights)
+    elif known:
+        p, c, has_data = model.partials(row)
+    else:
+        p, c, has_data = _average_partials(model)
+    return CustomerState(str(customer_id), p, c, has_data, history, dict(attributes), known)
+
+
+def _average_partials(model: AdditiveModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_categories, d = len(model.categories), model.item_vectors.shape[1]
+    return np.zeros((n_categories, d)), np.zeros(n_categories), np.zeros(n_categories, dtype=bool)
+
+
+def scores(model: AdditiveModel, state: CustomerState, allowed: np.ndarray) -> np.ndarray:
+    """The customer's score for every offer with only `allowed` categories, (n_offers,)."""
+    return model.score_partials(state.p[None], state.c[None], state.has_data[None], allowed)[0]
+
+
+def rank(
+    artifact: Artifact, state: CustomerState, allowed: np.ndarray, k: int, *,
+    exclude: Iterable[str] = (), exclude_history: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(offer columns, scores) of the top k, best first.
+
+    Past offers are excluded only when interaction_history may be used: excluding them is itself
+    a use of the history, and a customer who withdrew it must get the same offers whatever it holds.
+    """
+    model = artifact.model
+    all_scores = scores(model, state, allowed)
+    masked = all_scores.copy()
+    removed = [artifact.offer_columns[o] for o in exclude if o in artifact.offer_columns]
+    if exclude_history and allowed[model.categories.index(HISTORY)]:
+        removed += [artifact.offer_columns[o] for o in state.history if o in artifact.offer_columns]
+    masked[removed] = -np.inf
+    columns = top_k(masked[None], None, k)[0]
+    columns = columns[columns != NO_OFFER]
+    return columns, all_scores[columns]
