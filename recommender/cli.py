@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a hyperparameter (repeatable)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="models", help="folder that receives <version>/")
+    train.add_argument("--consent-db", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+                       help="consent records to honour (SQLAlchemy URL; default "
+                            "$TRUSTREC_DATABASE_URL; none: every customer under --regime)")
+    train.add_argument("--regime", default=os.environ.get("TRUSTREC_CONSENT_REGIME", "opt_out"),
+                       help="consent of customers without a record: opt_out (all) or opt_in (none)")
 
     evaluate = commands.add_parser("evaluate", help="train and evaluate models, print a table")
     add_data_arguments(evaluate)

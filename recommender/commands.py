@@ -28,15 +28,32 @@ def _load(args: argparse.Namespace):
 
 
 def train(args: argparse.Namespace) -> int:
-    dataset = _load(args)
     params = parse_params(args.param)
     make_model(args.model, **params)  # refuse an unknown name or parameter before any work
+    dataset, consent_counts = _consented(_load(args), args.consent_db, args.regime)
+    print(f"consent kept out of training: {consent_counts}")
     run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=_levels(args.model))
     print(format_table({f"{args.model} (test)": run.test_metrics}))
     served = fit_served_model(dataset, run)
-    path = save_artifact(build_artifact(dataset, run, served), args.out)
+    path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
     print(f"artifact written: {path}")
     return 0
+
+
+def _consented(dataset, url: str | None, regime: str):
+    """The data consent lets training use, with counts of what it kept out."""
+    from recommender.consent import default_consent, training_data
+
+    default = default_consent(dataset.taxonomy, regime)
+    if not url:
+        return training_data(dataset, {}, default)
+    from serving.consent_store import ConsentStore
+    from serving.db import create_schema, make_engine
+
+    engine = make_engine(url)
+    create_schema(engine)
+    store = ConsentStore(engine, dataset.taxonomy, regime)
+    return training_data(dataset, store.consents(), store.default)
 
 
 def _levels(name: str) -> tuple[str, ...]:

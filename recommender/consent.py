@@ -7,10 +7,11 @@ Pure values, no I/O: records live in serving/consent_store.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from recommender.data import Dataset
 from recommender.errors import DataError
 from recommender.taxonomy import HISTORY, Taxonomy
 
@@ -117,3 +118,37 @@ def category_mask(consent: Consent, categories: tuple[str, ...]) -> np.ndarray:
     """A (G,) bool mask in the order of a model's `categories`, for AdditiveModel.score & co."""
     usable = _usable(consent)
     return np.array([category in usable for category in categories], dtype=bool)
+
+
+def training_data(
+    dataset: Dataset, consents: Mapping[str, Consent], default: Consent
+) -> tuple[Dataset, dict[str, int]]:
+    """The part of `dataset` that consent lets a training run learn from, and what was left out.
+
+    A customer who did not allow interaction_history gives no interactions; the attributes of every
+    category a customer did not allow are blanked (unknown), so training uses no data the customer
+    withheld. Customers without a record get `default` (the deployment's regime).
+    """
+    taxonomy = dataset.taxonomy
+    allowed = [consents.get(str(c), default).allowed for c in dataset.customer_ids]
+    withheld_history = {
+        str(c) for c, a in zip(dataset.customer_ids, allowed, strict=True) if HISTORY not in a
+    }
+    keep = ~dataset.interactions["customer_id"].astype(str).isin(withheld_history)
+    customers = dataset.customers.copy()
+    blanked = 0
+    for attribute in customers.columns:
+        category = taxonomy.attributes[str(attribute)]
+        withheld = np.array([category not in a for a in allowed])
+        blanked += int((withheld & customers[attribute].notna().to_numpy()).sum())
+        customers.loc[withheld, attribute] = np.nan
+    counts = {
+        "customers_history_excluded": int(
+            dataset.interactions.loc[~keep, "customer_id"].nunique()
+        ),
+        "interactions_excluded": int((~keep).sum()),
+        "attribute_values_withheld": blanked,
+    }
+    interactions = dataset.interactions[keep].reset_index(drop=True)
+    view = replace(dataset, customers=customers, interactions=interactions)
+    return view, counts

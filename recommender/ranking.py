@@ -33,17 +33,19 @@ def customer_state(
     artifact: Artifact, customer_id: str, *, attributes: Mapping[str, object] | None = None,
     new_history: Iterable[str] = (),
 ) -> CustomerState:
-    """The state of a known customer, optionally with interactions made since training, or of a
-    new one from their attributes (cold start). Models without a feature space (implicit, popularity)
-    place an unknown customer at the average."""
+    """The state of a known customer, optionally with interactions made since training or other
+    attribute values, or of a new one from their attributes (cold start). Models without a
+    feature space (implicit, popularity) place an unknown customer at the average."""
     model = artifact.model
     row = artifact.customer_rows.get(customer_id)
     known = row is not None
+    new_history = tuple(new_history)
     history = tuple(dict.fromkeys((*artifact.histories.get(customer_id, ()), *new_history)))
+    # stored partials hold only for the attributes and history the model was trained with
+    stored = known and attributes is None and not new_history
     if attributes is None:
         attributes = artifact.customer_attributes(customer_id) if known else {}
-    changed = tuple(new_history) or (not known and attributes)
-    if known and not changed:
+    if stored:
         p, c, has_data = model.partials(row)
     elif model.features is not None and artifact.history_mode is not None:
         weights = customer_feature_weights(

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recommender.artifacts import Artifact, make_manifest
+from recommender.consent import Consent, category_mask
 from recommender.data import Dataset
 from recommender.evaluation import evaluate
 from recommender.models import Recommender, make_model
 from recommender.split import Split, temporal_split
-
-CONSENT_LEVELS = {"full": None, "segment": "segment", "none": ()}
 
 
 @dataclass
@@ -42,14 +41,10 @@ def _with_seed(params: dict, model: Recommender, seed: int | None) -> dict:
     return params
 
 
-def level_allowed(model: Recommender, level: str) -> object:
-    """The categories a personalization level lets into the score, all categories allowed."""
+def level_allowed(model: Recommender, level: str) -> np.ndarray:
+    """The categories a personalization level lets into the score when every category is allowed."""
     categories = model.to_additive().categories
-    if level == "full":
-        return None
-    if level == "segment":
-        return [c for c in categories if c != "interaction_history"]
-    return []
+    return category_mask(Consent(frozenset(categories), level), categories)
 
 
 def train_and_evaluate(
@@ -87,7 +82,11 @@ def fit_served_model(dataset: Dataset, run: TrainingRun) -> Recommender:
     return make_model(run.name, **run.params).fit(dataset)
 
 
-def build_artifact(dataset: Dataset, run: TrainingRun, model: Recommender) -> Artifact:
+def build_artifact(
+    dataset: Dataset, run: TrainingRun, model: Recommender, consent_counts: dict | None = None
+) -> Artifact:
+    """Package the served model; consent_counts (recommender.consent.training_data) say what
+    consent kept out of the data."""
     history_mode = model.get_params().get("history") if model.to_additive().features else None
     manifest = make_manifest(
         model_name=run.name,
@@ -98,7 +97,7 @@ def build_artifact(dataset: Dataset, run: TrainingRun, model: Recommender) -> Ar
         counts=dataset.summary() | {
             "train_interactions": len(run.split.train.interactions),
             "test_interactions": len(run.split.test.interactions),
-        },
+        } | (consent_counts or {}),
         metrics={"validation": run.validation_metrics, "test": run.test_metrics}
         | {f"test_{level}": m for level, m in run.level_metrics.items()},
     )

@@ -154,6 +154,13 @@ class ConsentStore:
             customer_id, self._decode(row.allowed, row.level), row.version, _utc(row.updated_at)
         )
 
+    def consents(self) -> dict[str, Consent]:
+        """Every stored consent by customer id (a training run reads them once)."""
+        query = sa.select(consent_table.c.customer_id, consent_table.c.allowed, consent_table.c.level)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {row.customer_id: self._decode(row.allowed, row.level) for row in rows}
+
     def decide(self, customer_id: str) -> Consent:
         """`get`, failing closed: any error means no personal data. Never raises."""
         try:

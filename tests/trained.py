@@ -1,0 +1,54 @@
+"""Small trained models shared by the test modules (trained once per test session)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from recommender.artifacts import Artifact
+from recommender.data import Dataset
+from recommender.loaders import load_movielens, load_synthetic
+from recommender.models import make_model
+from recommender.split import temporal_split
+from recommender.training import TrainingRun, build_artifact
+from recommender.evaluation import evaluate
+
+ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+FAST = {"epochs": 5, "num_threads": 1, "random_state": 0, "show_progress": False}
+
+
+def require_ml100k() -> Path:
+    if not (ML100K / "u.data").is_file():
+        pytest.skip(f"MovieLens-100K not found at {ML100K}")
+    return ML100K
+
+
+def artifact_for(dataset: Dataset, name: str = "hybrid", **params: object) -> Artifact:
+    """A served-style artifact of `name` fitted on all of `dataset` (deterministic: one thread)."""
+    params = FAST | params if name.startswith(("hybrid", "lightfm")) else params
+    model = make_model(name, **params).fit(dataset)
+    split = temporal_split(dataset)
+    run = TrainingRun(name, params, model, split, {}, evaluate(model.score, split), 0.0)
+    return build_artifact(dataset, run, model)
+
+
+@lru_cache(maxsize=None)
+def synthetic_dataset(seed: int = 0) -> Dataset:
+    return load_synthetic(seed=seed)
+
+
+@lru_cache(maxsize=None)
+def synthetic_artifact(history: str = "items") -> Artifact:
+    return artifact_for(synthetic_dataset(), history=history)
+
+
+@lru_cache(maxsize=None)
+def movielens_dataset() -> Dataset:
+    return load_movielens(require_ml100k(), report=None)
+
+
+@lru_cache(maxsize=None)
+def movielens_artifact(history: str = "items") -> Artifact:
+    return artifact_for(movielens_dataset(), history=history)
