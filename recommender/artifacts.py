@@ -149,7 +149,6 @@ def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    artifact.manifest = manifest
     return final
 
 

@@ -35,7 +35,14 @@ def make_model(name: str, **params: object) -> Recommender:
         raise DataError(
             f"unknown model {name!r}; choose one of {', '.join(MODELS)}", field="model"
         ) from None
-    return factory(**(defaults | params))
+    model = factory(**defaults)
+    unknown = set(params) - set(model.get_params())
+    if unknown:
+        raise DataError(
+            f"model {name!r} has no parameter {sorted(unknown)[0]!r}; it takes "
+            f"{', '.join(model.get_params())}", field="param",
+        )
+    return model.set_params(**params)
 
 
 __all__ = ["MODELS", "Recommender", "make_model"]

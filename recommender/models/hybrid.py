@@ -8,22 +8,23 @@ exactly additive by category (recommender.additive) and consent can switch categ
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Self
 
 import numpy as np
 from lightfm import LightFM
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from recommender.additive import AdditiveModel, FeatureSpace
 from recommender.data import Dataset
+from recommender.errors import DataError
 from recommender.features import HISTORY_MODES, item_feature_matrix, user_feature_matrix
 from recommender.taxonomy import HISTORY, Taxonomy
 
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 
 
-class HybridRecommender:
+class HybridRecommender(BaseEstimator):
     """LightFM hybrid with a category-additive user side.
 
     history: "items" represents history as the normalized sum of embeddings of past offers
@@ -71,25 +72,17 @@ class HybridRecommender:
         self.random_state = random_state
         self.show_progress = show_progress
 
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: object) -> Self:
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"unknown parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
     # --- training -------------------------------------------------------------------------------
     def _check_params(self, train: Dataset) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+            raise DataError(f"loss must be one of {LOSSES}, not {self.loss!r}", field="loss")
         if self.history not in HISTORY_MODES:
-            raise ValueError(f"history must be one of {HISTORY_MODES}, not {self.history!r}")
+            raise DataError(
+                f"history must be one of {HISTORY_MODES}, not {self.history!r}", field="history"
+            )
         unknown = set(self.user_categories or ()) - set(train.taxonomy.categories)
         if unknown:
-            raise ValueError(f"unknown data category {sorted(unknown)[0]!r}")
+            raise DataError(f"unknown data category {sorted(unknown)[0]!r}", field="user_categories")
 
     def _model_taxonomy(self, train: Dataset) -> Taxonomy:
         kept = [
@@ -189,5 +182,3 @@ class HybridRecommender:
             num_threads=self.num_threads,
         ).reshape(len(customers), n_offers)
 
-
-_PARAMS = tuple(inspect.signature(HybridRecommender.__init__).parameters)[1:]

@@ -1,0 +1,100 @@
+"""What explaining needs from an artifact, looked up once per artifact instead of once per request.
+
+An explanation must cost little next to the ranking it explains, so name lookups (feature rows,
+titles, the category of an attribute) are built here once and kept as long as the artifact lives.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.artifacts import Artifact
+from recommender.taxonomy import HISTORY, Taxonomy
+from explain.attributions import base_values
+
+HISTORY_PREFIX = "history:"
+IDENTITY_PREFIX = "customer:"
+
+
+@dataclass(frozen=True, eq=False)
+class ExplainContext:
+    """Per-artifact lookups.
+
+    feature_rows maps a feature name to its row in `vectors`/`bias`; a name the model never learned
+    maps to `missing`, an all-zero row, which is exactly what AdditiveModel.partials_from_features
+    does with it (skips it, without renormalizing the others).
+    """
+
+    taxonomy: Taxonomy
+    history_mode: str | None
+    history: int  # index of interaction_history in the model's categories
+    offer_ids: np.ndarray  # (n_offers,) str, by column
+    titles: dict[str, str]
+    feature_rows: dict[str, int]
+    missing: int
+    vectors: np.ndarray  # (F + 1, d) feature embeddings in their stored dtype, last row zero
+    bias: np.ndarray  # (F + 1,)
+    attribute_category: dict[str, int]
+    in_model: np.ndarray  # (G,) bool: categories any customer has data in
+    reference: float  # mean of base(i) over the catalog: the typical offer for the average customer
+
+    def category_of(self, feature: str) -> int:
+        if feature.startswith((HISTORY_PREFIX, IDENTITY_PREFIX)):
+            return self.history
+        return self.attribute_category[feature.split("=", 1)[0]]
+
+    def title(self, offer_id: str) -> str:
+        return self.titles.get(offer_id, offer_id)
+
+
+_CONTEXTS: weakref.WeakKeyDictionary[Artifact, tuple[int, ExplainContext]] = weakref.WeakKeyDictionary()
+
+
+def context(artifact: Artifact) -> ExplainContext:
+    """The artifact's lookups, built on first use (rebuilt if its model was replaced)."""
+    cached = _CONTEXTS.get(artifact)
+    if cached is not None and cached[0] == id(artifact.model):
+        return cached[1]
+    built = _build(artifact)
+    _CONTEXTS[artifact] = (id(artifact.model), built)
+    return built
+
+
+def _build(artifact: Artifact) -> ExplainContext:
+    model = artifact.model
+    taxonomy = artifact.taxonomy
+    categories = model.categories
+    offer_ids = np.asarray(artifact.offers.index.astype(str), dtype=object)
+    titles = (
+        dict(zip(offer_ids, artifact.offers["title"].astype(str), strict=True))
+        if "title" in artifact.offers else {}
+    )
+    d = model.item_vectors.shape[1]
+    if model.features is not None:
+        names = model.features.names
+        # kept in their own dtype: partials_from_features multiplies in it
+        vectors = np.vstack([model.features.vectors, np.zeros((1, d), model.features.vectors.dtype)])
+        bias = np.append(model.features.bias, np.zeros(1, model.features.bias.dtype))
+        feature_rows = {str(name): f for f, name in enumerate(names)}
+    else:
+        vectors, bias, feature_rows = np.zeros((1, d)), np.zeros(1), {}
+    base = base_values(model)
+    return ExplainContext(
+        taxonomy=taxonomy,
+        history_mode=artifact.history_mode,
+        history=categories.index(HISTORY),
+        offer_ids=offer_ids,
+        titles=titles,
+        feature_rows=feature_rows,
+        missing=len(vectors) - 1,
+        vectors=vectors,
+        bias=bias,
+        attribute_category={
+            a: categories.index(c) for a, c in taxonomy.attributes.items() if c in categories
+        },
+        in_model=model.has_data.any(axis=1),
+        reference=float(base.mean()) if len(base) else 0.0,
+    )

