@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench-quality: $(STAMP)
-	$(BIN)/python -m benchmarks.quality --data $(ML100K)
+	$(BIN)/trustrec evaluate --data $(ML100K) --format movielens --model all --seeds 3 --json benchmarks/results/quality.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,7 +13,6 @@ import numpy as np
 
 from recommender.artifacts import Artifact
 from recommender.taxonomy import HISTORY, Taxonomy
-from explain.attributions import base_values
 
 HISTORY_PREFIX = "history:"
 IDENTITY_PREFIX = "customer:"
@@ -39,7 +38,6 @@ class ExplainContext:
     bias: np.ndarray  # (F + 1,)
     attribute_category: dict[str, int]
     in_model: np.ndarray  # (G,) bool: categories any customer has data in
-    reference: float  # mean of base(i) over the catalog: the typical offer for the average customer
 
     def category_of(self, feature: str) -> int:
         if feature.startswith((HISTORY_PREFIX, IDENTITY_PREFIX)):
@@ -81,7 +79,6 @@ def _build(artifact: Artifact) -> ExplainContext:
         feature_rows = {str(name): f for f, name in enumerate(names)}
     else:
         vectors, bias, feature_rows = np.zeros((1, d)), np.zeros(1), {}
-    base = base_values(model)
     return ExplainContext(
         taxonomy=taxonomy,
         history_mode=artifact.history_mode,
@@ -96,5 +93,4 @@ def _build(artifact: Artifact) -> ExplainContext:
             a: categories.index(c) for a, c in taxonomy.attributes.items() if c in categories
         },
         in_model=model.has_data.any(axis=1),
-        reference=float(base.mean()) if len(base) else 0.0,
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explain.attributions import Attribution
+from explain.attributions import Attribution, mean_item_vector
 from explain.context import ExplainContext, context
 from recommender.artifacts import Artifact
 from recommender.features import customer_feature_weights
@@ -39,12 +39,14 @@ _TOLERANCE = 1e-9
 class FeatureSplit:
     """names: (m,) the customer's features in used categories ("history:<offer_id>",
     "age_band=25-34", "customer:<id>"); category: (m,) category index; contributions: (n, m),
-    summing within each category to Attribution.contributions; exact: (G,) the split of g adds up
+    summing within each category to Attribution.contributions; relative: (n, m), the same relative
+    to the catalog mean, summing to Attribution.relative; exact: (G,) the split of g adds up
     (False for categories that are not used or cannot be split)."""
 
     names: np.ndarray
     category: np.ndarray
     contributions: np.ndarray
+    relative: np.ndarray
     exact: np.ndarray
 
     def of(self, category: int) -> np.ndarray:
@@ -79,10 +81,13 @@ def split_features(artifact: Artifact, state: CustomerState, attribution: Attrib
     # The average's share of each feature is w_j / W_g, W_g the category's weight total (1 up to the
     # float32 rounding of stored weights), so the parts sum to (p_ug - pbar_g) . q + c_ug - cbar_g.
     total = np.bincount(category, weights, minlength=n_categories)
-    q = model.item_vectors[attribution.offers]
-    average = q @ model.mean_vectors.T + model.mean_bias  # (n, G): pbar_g . q_i + cbar_g
-    contributions = q @ own_vectors.T + own_bias - average[:, category] * (weights / total[category])
-    return FeatureSplit(names, category, contributions, _check(contributions, category, attribution))
+    # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
+    q = np.vstack([model.item_vectors[attribution.offers], mean_item_vector(model)])
+    average = q @ model.mean_vectors.T + model.mean_bias  # (n + 1, G): pbar_g . q_i + cbar_g
+    parts = q @ own_vectors.T + own_bias - average[:, category] * (weights / total[category])
+    contributions, mean = parts[:-1], parts[-1]
+    return FeatureSplit(names, category, contributions, contributions - mean,
+                        _check(contributions, category, attribution))
 
 
 def _weights(artifact: Artifact, ctx: ExplainContext, state: CustomerState
@@ -120,6 +125,6 @@ def _check(contributions: np.ndarray, category: np.ndarray, attribution: Attribu
 
 def _empty(n: int, n_categories: int) -> FeatureSplit:
     return FeatureSplit(
-        np.array([], dtype=object), np.array([], dtype=np.intp), np.zeros((n, 0)),
+        np.array([], dtype=object), np.array([], dtype=np.intp), np.zeros((n, 0)), np.zeros((n, 0)),
         np.zeros(n_categories, dtype=bool),
     )

@@ -457,12 +457,14 @@ class ModelCache:
         self._checked_at = -np.inf
         self._lock = threading.Lock()
 
-    def snapshot(self) -> LoadedModel:
+    def snapshot(self, *, wait: bool = False) -> LoadedModel:
+        """The model for one request. wait: do not fall back on the model held while another
+        thread checks `current` (after VersionGone, that model is of no use)."""
         current = self._current
         if current is not None and (self.clock() - self._checked_at) * 1000 < self.check_interval_ms:
             return current
         # One thread checks and loads; the others go on with the model they have meanwhile.
-        if not self._lock.acquire(blocking=current is None):
+        if not self._lock.acquire(blocking=wait or current is None):
             return current
         try:
             return self._refresh()
@@ -499,8 +501,8 @@ class ModelCache:
     ) -> CustomerView:
         """The model snapshot and the customer's state under it, in one round trip to Redis
         (two when the version was removed since the last check: then on the new current)."""
-        for _ in range(2):
-            model = self.snapshot()
+        for attempt in range(2):
+            model = self.snapshot(wait=attempt > 0)
             try:
                 record, new_history, consent = self.store.fetch_customer(model.version, customer_id)
             except VersionGone:

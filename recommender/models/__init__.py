@@ -1,4 +1,5 @@
-"""Every model TrustRec trains, by name, with the defaults tuned on ML-100K validation."""
+"""Every model TrustRec trains, by name, with defaults chosen on ML-100K's validation split
+(`trustrec tune`, see README: the test split played no part in choosing them)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ from recommender.models.popularity import PopularityRecommender
 from recommender.taxonomy import HISTORY
 
 # name -> (factory, default hyperparameters)
+HYBRID_TUNED = {"learning_rate": 0.02, "max_sampled": 30, "no_components": 128,
+                "item_attribute_weight": 2.0}
 MODELS: dict[str, tuple[Callable[..., Recommender], dict]] = {
-    "hybrid": (HybridRecommender, {"history": "items"}),
-    "hybrid-identity": (HybridRecommender, {"history": "identity"}),
+    "hybrid": (HybridRecommender, HYBRID_TUNED | {"history": "items"}),
+    "hybrid-identity": (HybridRecommender, HYBRID_TUNED | {"history": "identity"}),
     "lightfm-cf": (
         HybridRecommender,
-        {"history": "identity", "user_categories": (HISTORY,), "item_attribute_weight": 0.0},
+        {"history": "identity", "user_categories": (HISTORY,), "item_attribute_weight": 0.0,
+         "learning_rate": 0.05, "max_sampled": 30, "no_components": 64},
     ),
-    "als": (ALSRecommender, {}),
+    "als": (ALSRecommender, {"factors": 32, "regularization": 0.01, "alpha": 1.2}),
     "bpr": (BPRRecommender, {}),
-    "itemknn-cosine": (ItemKNNRecommender, {"weighting": "cosine"}),
-    "itemknn-bm25": (ItemKNNRecommender, {"weighting": "bm25"}),
+    "itemknn-cosine": (ItemKNNRecommender, {"weighting": "cosine", "neighbours": 100}),
+    "itemknn-bm25": (ItemKNNRecommender, {"weighting": "bm25", "neighbours": 200, "K1": 0.9, "B": 0.6}),
     "popularity": (PopularityRecommender, {}),
 }
 
