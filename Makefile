@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test lint bench-quality clean
+.PHONY: demo test lint bench-quality bench-explain bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(BIN)/trustrec evaluate --data $(ML100K) --format movielens --model all --seeds 3 --json benchmarks/results/quality.json
+
+bench-explain: $(STAMP)
+	$(BIN)/python -m benchmarks.explain --data $(ML100K)
+
+# gunicorn (2 workers) on loopback against Redis, loaded from a second process; ARTIFACT=models/<v>
+# skips training the ML-100K model
+bench-serve: $(STAMP)
+	$(BIN)/python -m benchmarks.serve --data $(ML100K) $(if $(ARTIFACT),--artifact $(ARTIFACT))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,10 +33,12 @@ class ExplainContext:
     offer_ids: np.ndarray  # (n_offers,) str, by column
     titles: dict[str, str]
     feature_rows: dict[str, int]
+    history_rows: dict[str, int]  # offer id -> row of its "history:<offer_id>" feature
     missing: int
     vectors: np.ndarray  # (F + 1, d) feature embeddings in their stored dtype, last row zero
     bias: np.ndarray  # (F + 1,)
-    attribute_category: dict[str, int]
+    attribute_category: dict[str, int]  # attribute -> category index
+    attribute_category_index: dict[str, int]  # name of an attribute category -> its index
     in_model: np.ndarray  # (G,) bool: categories any customer has data in
 
     def category_of(self, feature: str) -> int:
@@ -86,11 +88,16 @@ def _build(artifact: Artifact) -> ExplainContext:
         offer_ids=offer_ids,
         titles=titles,
         feature_rows=feature_rows,
+        history_rows={
+            name[len(HISTORY_PREFIX):]: f for name, f in feature_rows.items()
+            if name.startswith(HISTORY_PREFIX)
+        },
         missing=len(vectors) - 1,
         vectors=vectors,
         bias=bias,
         attribute_category={
             a: categories.index(c) for a, c in taxonomy.attributes.items() if c in categories
         },
+        attribute_category_index={c: g for g, c in enumerate(categories) if c != HISTORY},
         in_model=model.has_data.any(axis=1),
     )

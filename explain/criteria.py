@@ -25,13 +25,14 @@ from functools import cached_property
 import numpy as np
 
 from explain.attributions import Attribution, attribute
-from explain.context import HISTORY_PREFIX, ExplainContext, context
+from explain.context import ExplainContext, context
 from explain.splits import FeatureSplit, split_features
 from explain.templates import POPULARITY, Templates
 from recommender.artifacts import Artifact
 from recommender.consent import Consent
 from recommender.features import attribute_values
 from recommender.ranking import CustomerState
+from recommender.taxonomy import HISTORY
 
 METHOD = "exact SHAP values over data categories, the average customer as background"
 _POPULARITY = -1  # criterion key of popularity; categories use their index
@@ -67,12 +68,32 @@ class NotUsed:
         return asdict(self)
 
 
+def _largest(values: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) columns of each row's k largest values, largest first.
+
+    Short rows are sorted; long ones (a long history) take k passes of argmax, far cheaper than
+    sorting hundreds for the few past offers a criterion names."""
+    if values.shape[1] <= 64:
+        return np.argsort(-values, axis=1, kind="stable")[:, :k]
+    values = values.copy()
+    rows = np.arange(len(values))
+    top = np.empty((len(values), k), dtype=np.intp)
+    for t in range(k):
+        top[:, t] = best = values.argmax(axis=1)
+        values[rows, best] = -np.inf
+    return top
+
+
 def direction_of(value: float) -> str:
     return "positive" if value > 0 else "negative" if value < 0 else "neutral"
 
 
 class OfferExplanations:
-    """Why each of n offers is shown to one customer, from one attribution and its split."""
+    """Why each of n offers is shown to one customer, from one attribution and its split.
+
+    What every offer needs (order, shares, top past offers, the speaking attribute) is computed for
+    all offers at once with numpy and then read as Python lists: a response words 10 offers, and
+    per-offer numpy calls would cost more than the arithmetic."""
 
     def __init__(
         self, artifact: Artifact, state: CustomerState, attribution: Attribution,
@@ -87,16 +108,22 @@ class OfferExplanations:
         self.templates = templates or Templates.default()
         self.max_items = max_items
         self._ctx: ExplainContext = context(artifact)
-        self._attribute_sums: dict[int, tuple[list[str], np.ndarray]] = {}
+        self._speaker_cache: dict[int, tuple[list[str], list[list[int]]]] = {}
+        self._texts: dict[tuple | str, str] = {}  # words formatted once per response
+        self._past_offer_cache: dict[bool, tuple[list, list]] = {}
         self._used = np.flatnonzero(attribution.used)
         # (n, 1 + used) relative contributions: popularity first, then the used categories
-        self._parts = np.column_stack([attribution.relative_base, attribution.relative[:, self._used]])
-        self._keys = np.array([_POPULARITY, *self._used])
-        magnitude = np.abs(self._parts)
-        total = magnitude.sum(axis=1, keepdims=True)
-        self._shares = np.divide(magnitude, total, out=np.zeros_like(magnitude), where=total > 0)
+        parts = np.empty((len(attribution), 1 + len(self._used)))
+        parts[:, 0] = attribution.relative_base
+        parts[:, 1:] = attribution.relative[:, self._used]
+        magnitude = np.abs(parts)
+        # all-zero rows (nothing moved the offer) have shares 0, not 0/0
+        shares = magnitude / np.maximum(magnitude.sum(axis=1, keepdims=True), np.finfo(float).tiny)
         # raised first, largest first; then lowered, largest first
-        self._order = np.lexsort((-magnitude, self._parts <= 0), axis=-1)
+        order = np.lexsort((-magnitude, parts <= 0), axis=-1)
+        self._keys = [_POPULARITY, *self._used.tolist()]
+        self._categories = [POPULARITY, *(attribution.categories[g] for g in self._keys[1:])]
+        self._parts, self._shares, self._order = parts.tolist(), shares.tolist(), order.tolist()
 
     def __len__(self) -> int:
         return len(self.attribution)
@@ -112,90 +139,120 @@ class OfferExplanations:
     # --- criteria --------------------------------------------------------------------------------
     def criteria(self, i: int) -> list[Criterion]:
         """All criteria of the i-th offer, in order."""
-        return [self._criterion(i, int(j)) for j in self._order[i]]
+        return [self._criterion(i, j) for j in self._order[i]]
 
     def compact(self, i: int, top: int = 2) -> list[dict]:
-        """The first `top` criteria of the i-th offer, for the offers list."""
-        return [
-            {"category": c.category, "text": c.text, "share": c.share, "direction": c.direction}
-            for c in (self._criterion(i, int(j)) for j in self._order[i][:top])
-        ]
+        """The first `top` criteria of the i-th offer, for the offers list (worded, without data)."""
+        parts, shares = self._parts[i], self._shares[i]
+        out = []
+        for j in self._order[i][:top]:
+            direction = direction_of(parts[j])
+            out.append({"category": self._categories[j], "text": self._words(i, j, direction),
+                        "share": shares[j], "direction": direction})
+        return out
 
     def _criterion(self, i: int, j: int) -> Criterion:
-        value = float(self._parts[i, j])
-        share = float(self._shares[i, j])
+        value = self._parts[i][j]
         direction = direction_of(value)
-        key = int(self._keys[j])
-        if key == _POPULARITY:
-            text = self.templates.criterion(POPULARITY, direction)
-            return Criterion(POPULARITY, text.format_map(self._fill(POPULARITY)), value, share,
-                             direction, {})
-        category = self.attribution.categories[key]
+        key = self._keys[j]
+        data: dict = {}
+        note = None
         if key == self._ctx.history:
-            return self._history(i, category, value, share, direction)
-        return self._attributes(i, key, category, value, share, direction)
-
-    def _fill(self, category: str, items: str = "", values: str = "") -> dict[str, str]:
-        return {"name": self.templates.name(category), "items": items, "values": values}
-
-    def _history(self, i: int, category: str, value: float, share: float,
-                 direction: str) -> Criterion:
-        data: dict = {"past_offer_count": len(self.state.history)}
-        g = self._ctx.history
-        if self._ctx.history_mode != "items" or not self.split.exact[g] or direction == "neutral":
-            note = None
-            if direction != "neutral":
+            data["past_offer_count"] = len(self.state.history)
+            if self._by_past_offer and direction != "neutral":
+                offers, values = self._top_past_offers(i, direction)
+                data["past_offers"] = [
+                    {"offer_id": o, "title": self._ctx.title(o), "contribution": v}
+                    for o, v in zip(offers, values, strict=True)
+                ]
+            elif direction != "neutral":
                 note = self.templates.note(
-                    "learned_profile" if self._ctx.history_mode == "identity" else "unsplit"
-                )
-            text = self.templates.criterion(category, direction, variant="_unsplit")
-            return Criterion(category, text.format_map(self._fill(category)), value, share,
-                             direction, data, note)
-        positions = self._positions[g]
-        parts = self.split.relative[i, positions]
-        sign = 1.0 if value > 0 else -1.0
-        chosen = np.argsort(-sign * parts, kind="stable")[: self.max_items]
-        chosen = chosen[sign * parts[chosen] > 0]
-        offers = [str(name)[len(HISTORY_PREFIX):] for name in self.split.names[positions[chosen]]]
-        titles = [self._ctx.title(o) for o in offers]
-        data["past_offers"] = [
-            {"offer_id": o, "title": t, "contribution": float(c)}
-            for o, t, c in zip(offers, titles, parts[chosen], strict=True)
-        ]
-        text = self.templates.criterion(category, direction)
-        fill = self._fill(category, items=self.templates.join(titles))
-        return Criterion(category, text.format_map(fill), value, share, direction, data)
+                    "learned_profile" if self._ctx.history_mode == "identity" else "unsplit")
+        elif key != _POPULARITY and self.split.exact[key]:
+            # values only when they provably are what entered the score (the split adds up)
+            data = dict(self._values[key])
+        return Criterion(self._categories[j], self._words(i, j, direction), value,
+                         self._shares[i][j], direction, data, note)
 
-    def _attributes(self, i: int, g: int, category: str, value: float, share: float,
-                    direction: str) -> Criterion:
-        values = self._values[g]
+    def _words(self, i: int, j: int, direction: str) -> str:
+        """The criterion's text; what does not depend on the offer is formatted once per response."""
+        key = self._keys[j]
         speaker = None
-        if self.split.exact[g] and direction != "neutral":
-            # the attribute that moved the category most in the criterion's direction speaks
-            attributes, sums = self._by_attribute(g)
-            totals = self.split.relative[i] @ sums
-            speaker = attributes[int(np.argmax(totals if value > 0 else -totals))]
-        text = self.templates.criterion(category, direction, attribute=speaker)
-        shown = self.templates.join([", ".join(v) if isinstance(v, list) else v
-                                     for v in values.values()])
-        return Criterion(category, text.format_map(self._fill(category, values=shown)), value,
-                         share, direction, dict(values))
+        if key == self._ctx.history:
+            if self._by_past_offer and direction != "neutral":
+                titles = self._ctx.titles
+                named = [titles.get(o, o) for o in self._top_past_offers(i, direction)[0]]
+                template = self._texts.get(direction)
+                if template is None:
+                    template = self._texts[direction] = self.templates.criterion(HISTORY, direction)
+                return template.format_map({"name": self._history_name, "values": "",
+                                            "items": self.templates.join(named)})
+            variant = "_unsplit"
+        else:
+            variant = ""
+            if key != _POPULARITY and direction != "neutral" and self.split.exact[key]:
+                attributes, best = self._speakers(key)
+                speaker = attributes[best[direction == "negative"][i]]
+        cache_key = (j, direction, speaker)
+        text = self._texts.get(cache_key)
+        if text is None:
+            category = self._categories[j]
+            values = self._values.get(key, {})
+            shown = self.templates.join([", ".join(v) if isinstance(v, list) else v
+                                         for v in values.values()])
+            template = self.templates.criterion(category, direction, attribute=speaker,
+                                                variant=variant)
+            text = self._texts[cache_key] = template.format_map(
+                {"name": self.templates.name(category), "items": "", "values": shown})
+        return text
+
+    @cached_property
+    def _history_name(self) -> str:
+        return self.templates.name(HISTORY)
+
+    @cached_property
+    def _by_past_offer(self) -> bool:
+        """Whether history is worded by past offer: items mode and a split that adds up."""
+        return self._ctx.history_mode == "items" and bool(self.split.exact[self._ctx.history])
+
+    def _top_past_offers(self, i: int, direction: str) -> tuple[list[str], list[float]]:
+        """(offer ids, relative parts) of the past offers that pushed the i-th offer most in
+        `direction` (at most max_items, and only those that pushed that way)."""
+        negative = direction == "negative"
+        cached = self._past_offer_cache.get(negative)
+        if cached is None:
+            # for every offer of the response at once
+            block = self.split.of(self._ctx.history)
+            parts = self.split.relative[:, block]
+            top = _largest(-parts if negative else parts, min(self.max_items, parts.shape[1]))
+            rows = np.arange(len(parts))[:, None]
+            cached = self._past_offer_cache[negative] = (
+                self.split.labels[block][top].tolist(), parts[rows, top].tolist())
+        offers, values = cached[0][i], cached[1][i]
+        keep = [k for k, v in enumerate(values) if (v < 0 if negative else v > 0)]
+        if len(keep) == len(values):
+            return offers, values
+        return [offers[k] for k in keep], [values[k] for k in keep]
 
     # --- per customer, shared by every offer -----------------------------------------------------
-    @cached_property
-    def _positions(self) -> dict[int, np.ndarray]:
-        return {int(g): self.split.of(int(g)) for g in self._used}
-
-    def _by_attribute(self, g: int) -> tuple[list[str], np.ndarray]:
-        """An attribute category's attributes, and the (m, A) 0/1 matrix summing its split by them."""
-        cached = self._attribute_sums.get(g)
+    def _speakers(self, g: int) -> tuple[list[str], list[list[int]]]:
+        """An attribute category's attributes, and per offer the one that moved it most up
+        ([0][i]) and down ([1][i]): the attribute whose wording the criterion uses."""
+        cached = self._speaker_cache.get(g)
         if cached is None:
-            positions = self._positions[g]
-            attributes = [str(self.split.names[p]).split("=", 1)[0] for p in positions]
+            block = self.split.of(g)
+            attributes = [str(label).split("=", 1)[0] for label in self.split.labels[block]]
             unique = list(dict.fromkeys(attributes))
-            matrix = np.zeros((len(self.split.names), len(unique)))
-            matrix[positions, [unique.index(a) for a in attributes]] = 1.0
-            cached = self._attribute_sums[g] = (unique, matrix)
+            if len(unique) == 1:  # one attribute (several values of it, at most): it speaks
+                best = [[0] * len(self), [0] * len(self)]
+            else:
+                totals = self.split.relative[:, block]  # (n, A) when each attribute has one value
+                if len(unique) < len(attributes):
+                    sums = np.zeros((len(attributes), len(unique)))
+                    sums[np.arange(len(attributes)), [unique.index(a) for a in attributes]] = 1.0
+                    totals = totals @ sums
+                best = [totals.argmax(axis=1).tolist(), totals.argmin(axis=1).tolist()]
+            cached = self._speaker_cache[g] = (unique, best)
         return cached
 
     @cached_property
@@ -257,11 +314,12 @@ class OfferExplanations:
 def explain_offers(
     artifact: Artifact, state: CustomerState, allowed: np.ndarray, offers: Sequence[int] | np.ndarray,
     *, consent: Consent | None = None, templates: Templates | None = None, max_items: int = 3,
+    stored: bool | None = None,
 ) -> OfferExplanations:
     """Explanations of the offer columns `offers` for one customer under the mask `allowed`
-    (consent, when given, only words why a category was not used)."""
+    (consent, when given, only words why a category was not used; stored: see split_features)."""
     attribution = attribute(artifact.model, state, allowed, np.asarray(offers, dtype=np.intp))
-    split = split_features(artifact, state, attribution)
+    split = split_features(artifact, state, attribution, stored=stored)
     return OfferExplanations(artifact, state, attribution, split, consent=consent,
                              templates=templates, max_items=max_items)
 

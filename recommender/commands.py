@@ -113,8 +113,54 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def publish(args: argparse.Namespace) -> int:
+    from serving.publish import connect
+    from serving.publish import publish as publish_artifact
+
+    client = connect(args.redis)
+    if args.grace_seconds < 0:
+        raise TrustRecError("--grace-seconds must be at least 0")
+    version = publish_artifact(args.artifact, client, args.prefix,
+                               grace_seconds=args.grace_seconds)
+    print(f"published {version}: it is now current under {args.prefix!r}")
+    return 0
+
+
+GUNICORN = "gunicorn -c python:serving.gunicorn_conf 'serving.app:create_app()'"
+
+
+def serve(args: argparse.Namespace) -> int:
+    import os
+
+    from serving.app import create_app
+    from serving.auth import hash_key, new_key
+
+    if os.environ.get("TRUSTREC_ENV", "").lower() == "production":
+        raise TrustRecError(f"`trustrec serve` is the development server; in production run: "
+                            f"{GUNICORN} (workers and bind: TRUSTREC_WORKERS, TRUSTREC_BIND)")
+    config = {}
+    if not os.environ.get("TRUSTREC_API_KEYS"):
+        # a development server nobody can call is of no use; keys made up here die with it
+        storefront, admin = new_key(), new_key()
+        config["TRUSTREC_API_KEYS"] = f"storefront:{hash_key(storefront)},admin:{hash_key(admin)}"
+        print(f"no TRUSTREC_API_KEYS: development keys for this run\n"
+              f"  storefront: {storefront}\n  admin:      {admin}")
+    app = create_app(config)  # a ConfigError is a TrustRecError: one line, exit 2
+    print(f"development server on http://{args.host}:{args.port} (production: {GUNICORN})")
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    from serving.auth import hash_key, new_key
+
+    key = new_key()
+    print(f"API key (give it to the {args.role}; it is not stored anywhere): {key}")
+    print(f"TRUSTREC_API_KEYS entry: {args.role}:{hash_key(key)}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
-    args.data, args.format, args.model, args.seeds, args.k, args.json_path = (
-        None, "synthetic", "hybrid,als,popularity", 1, 10, None,
-    )
-    return evaluate(args)
+    from serving.demo import run
+
+    return run(out=args.out, host=args.host, port=args.port, serve=args.serve)

@@ -16,7 +16,7 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     consent:{id}                         the consent cache (owned by the consent module)
 
 Workers load the item side once per version (`ModelCache`); per request they read only what is
-customer specific, in one MULTI round trip (`RedisModelStore.fetch_customer`). A request takes one
+customer specific, in one atomic round trip (`RedisModelStore.fetch_customer`). A request takes one
 `LoadedModel` at its start and uses it throughout, and every customer read names that model's
 version, so one response never mixes two versions. Writing versions is serving/publish.py's job.
 """
@@ -235,6 +235,9 @@ def encode_items(artifact: Artifact) -> bytes:
         "mean_vectors": model.mean_vectors, "mean_bias": model.mean_bias,
         "categories": np.array(model.categories, dtype=str),
         "popularity": popularity(artifact),
+        # which categories any customer had data in: workers hold no customer rows to tell
+        # "the model does not use it" from "we have no such data about you"
+        "in_model": model.has_data.any(axis=1),
     }
     if model.features is not None:
         arrays |= {
@@ -264,6 +267,7 @@ class LoadedModel:
     model: AdditiveModel  # n_customers == 0
     offers: pd.DataFrame
     popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
+    in_model: np.ndarray | None = None  # (G,) bool: categories any trained customer had data in
 
     @cached_property
     def taxonomy(self) -> Taxonomy:
@@ -302,7 +306,8 @@ def decode_items(version: str, manifest: dict, blob: bytes) -> LoadedModel:
             mean_vectors=arrays["mean_vectors"], mean_bias=arrays["mean_bias"], features=features,
         )
         offers = pd.read_parquet(io.BytesIO(arrays["offers_parquet"].tobytes()))
-        return LoadedModel(version, manifest, model, offers, arrays["popularity"])
+        in_model = arrays.get("in_model")  # None in versions published before it was stored
+        return LoadedModel(version, manifest, model, offers, arrays["popularity"], in_model)
 
 
 def items_checksum(blob: bytes) -> str:
@@ -353,6 +358,14 @@ def state_from_record(
 
 
 # --- the store --------------------------------------------------------------------------------
+# KEYS: customer record, complete marker, new history, consent cache. GET of a missing key gives
+# false, which keeps its place in the reply (nil would cut the list short) and arrives as None.
+_FETCH_CUSTOMER = """
+return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2]),
+        redis.call('LRANGE', KEYS[3], 0, -1), redis.call('GET', KEYS[4])}
+"""
+
+
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -366,6 +379,7 @@ class RedisModelStore:
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         check_client(client)
         self.client, self.keys = client, Keys(prefix)
+        self._fetch = client.register_script(_FETCH_CUSTOMER)
 
     def current_version(self) -> str | None:
         return _text(self.client.get(self.keys.current))
@@ -393,14 +407,15 @@ class RedisModelStore:
         self, version: str, customer_id: str
     ) -> tuple[CustomerRecord | None, list[str], str | None]:
         """(stored record or None, offers posted since training oldest first, cached consent JSON
-        or None), in one MULTI round trip. VersionGone if the version was removed meanwhile: MULTI
-        makes the reads one snapshot, and removal drops the complete marker before anything else,
-        so a present marker means the record read is the version's, not a gap."""
+        or None), in one round trip. VersionGone if the version was removed meanwhile: the script
+        runs atomically, so the reads are one snapshot, and removal drops the complete marker before
+        anything else, so a present marker means the record read is the version's, not a gap.
+        (A script rather than MULTI: one command to send and one reply to parse, on every request.)"""
         keys = self.keys
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.get(keys.customer(version, customer_id)).exists(keys.complete(version))
-            pipe.lrange(keys.history(customer_id), 0, -1).get(keys.consent(customer_id))
-            blob, complete, history, consent = pipe.execute()
+        blob, complete, history, consent = self._fetch(keys=[
+            keys.customer(version, customer_id), keys.complete(version),
+            keys.history(customer_id), keys.consent(customer_id),
+        ])
         if not complete:
             raise VersionGone(version)
         record = None if blob is None else decode_customer(blob)

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from trained import synthetic_artifact
 
 from recommender.artifacts import FORMAT_VERSION, Artifact, load_artifact, save_artifact
 from recommender.errors import ArtifactError
 from recommender.ranking import customer_state, rank
-from trained import synthetic_artifact
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trained import movielens_artifact, synthetic_artifact, synthetic_dataset
 
 from recommender.consent import LEVELS, Consent, category_mask, default_consent, training_data
 from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
-from trained import movielens_artifact, synthetic_artifact, synthetic_dataset
 
 K = 10
 ARTIFACTS = {"synthetic": synthetic_artifact, "movielens": movielens_artifact}

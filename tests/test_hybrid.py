@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 import pytest
+from trained import FAST, movielens_dataset, synthetic_artifact, synthetic_dataset
 
 from recommender.evaluation import evaluate
 from recommender.features import customer_feature_weights, user_feature_matrix
 from recommender.models import HybridRecommender, make_model
 from recommender.split import temporal_split
 from recommender.taxonomy import HISTORY
-from trained import FAST, movielens_dataset, synthetic_artifact, synthetic_dataset
 
 
 @pytest.fixture(scope="module", params=["items", "identity"])

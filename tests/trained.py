@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 from recommender.artifacts import Artifact
 from recommender.data import Dataset
+from recommender.evaluation import evaluate
 from recommender.loaders import load_movielens, load_synthetic
 from recommender.models import make_model
 from recommender.split import temporal_split
 from recommender.training import TrainingRun, build_artifact
-from recommender.evaluation import evaluate
 
 ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
 FAST = {"epochs": 5, "num_threads": 1, "random_state": 0, "show_progress": False}
@@ -34,21 +34,21 @@ def artifact_for(dataset: Dataset, name: str = "hybrid", **params: object) -> Ar
     return build_artifact(dataset, run, model)
 
 
-@lru_cache(maxsize=None)
+@cache
 def synthetic_dataset(seed: int = 0) -> Dataset:
     return load_synthetic(seed=seed)
 
 
-@lru_cache(maxsize=None)
+@cache
 def synthetic_artifact(history: str = "items") -> Artifact:
     return artifact_for(synthetic_dataset(), history=history)
 
 
-@lru_cache(maxsize=None)
+@cache
 def movielens_dataset() -> Dataset:
     return load_movielens(require_ml100k(), report=None)
 
 
-@lru_cache(maxsize=None)
+@cache
 def movielens_artifact(history: str = "items") -> Artifact:
     return artifact_for(movielens_dataset(), history=history)

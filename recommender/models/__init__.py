@@ -13,7 +13,7 @@ from recommender.models.popularity import PopularityRecommender
 from recommender.taxonomy import HISTORY
 
 # name -> (factory, default hyperparameters)
-HYBRID_TUNED = {"learning_rate": 0.02, "max_sampled": 30, "no_components": 128,
+HYBRID_TUNED = {"learning_rate": 0.02, "max_sampled": 100, "no_components": 128,
                 "item_attribute_weight": 2.0}
 MODELS: dict[str, tuple[Callable[..., Recommender], dict]] = {
     "hybrid": (HybridRecommender, HYBRID_TUNED | {"history": "items"}),

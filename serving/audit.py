@@ -1,0 +1,36 @@
+"""The one point where the audit trail plugs in: every offers and "why" response is handed to
+`on_served` as a ServedRecord before it is sent (design.md: a record of what was served, why, and
+with which model).
+
+The default records nothing. A writer is given as TRUSTREC_ON_SERVED in create_app's config. It
+runs in the request: if it raises, the client gets a 500 and not the offers, so nothing is served
+that could not be recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServedRecord:
+    request_id: str
+    served_at: float  # unix time
+    endpoint: str  # "offers" or "why"
+    actor: str  # who asked: a key's actor name, or the customer id for a customer token
+    customer_id: str
+    model_version: str
+    personalization: str  # the level applied
+    consent: dict  # level, allowed, available
+    consent_source: str  # cache, store, or unavailable (no personal data used)
+    categories_used: list[str]
+    offers: list[tuple[str, float]]  # (offer id, score), in the order served
+    params: dict = field(default_factory=dict)  # the request's parameters that shaped the answer
+
+
+OnServed = Callable[[ServedRecord], None]
+
+
+def on_served(record: ServedRecord) -> None:
+    """The default hook: records nothing."""

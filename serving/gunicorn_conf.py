@@ -1,0 +1,43 @@
+"""gunicorn settings for production:
+
+    gunicorn -c python:serving.gunicorn_conf 'serving.app:create_app()'
+
+Each worker builds its own app (no preload: Redis and database connections must not be shared
+across a fork). Prometheus metrics are aggregated over the workers through files in
+PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set); a worker that exits is marked
+dead so its live gauges disappear. Workers, threads and bind address come from the environment
+(TRUSTREC_WORKERS, TRUSTREC_THREADS, TRUSTREC_BIND) or the command line, which wins.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+# Before anything imports prometheus_client: it picks its storage when first imported.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trustrec-metrics-")
+else:
+    # values left by an earlier run would be added to this run's
+    _folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(_folder, ignore_errors=True)
+    os.makedirs(_folder, exist_ok=True)
+
+bind = os.environ.get("TRUSTREC_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("TRUSTREC_WORKERS", "2"))
+# gthread: keep-alive connections from the storefront, and a worker is not idle while one
+# request waits on Redis
+worker_class = "gthread"
+threads = int(os.environ.get("TRUSTREC_THREADS", "4"))
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+accesslog = None  # requests are counted in /metrics; an access log line costs each one
+raw_env = ["OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1"]  # one request is one small matrix product
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

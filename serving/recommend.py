@@ -1,0 +1,191 @@
+"""The serving hot path: one customer's offers, or one offer's "why", as JSON-ready dicts.
+
+Per request: one round trip to Redis for the customer, their new history and their cached consent
+(ModelCache.customer), the consent mask, ranking.rank (the computation notebooks and evaluation
+share) and explain/ for the offers shown. Everything a version's requests share is built once per
+version (serving.explaining.ServedVersion). No pandas and no per-offer numpy calls per request.
+
+What every response carries (design.md): the model version, the personalization level applied,
+the categories used and those not used with the reason, a plain disclosure and a request id
+(added by the API layer, which also hands the audit record to the audit hook).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import numpy as np
+
+from explain.criteria import OfferExplanations
+from explain.templates import Templates
+from recommender.consent import FULL, NONE, SEGMENT, Consent, category_mask
+from recommender.ranking import rank
+from recommender.taxonomy import HISTORY
+from serving.consent_cache import ConsentCache, Decision
+from serving.errors import ApiError, bad_parameter
+from serving.explaining import ServedVersion, explain_offers, is_stored, not_used_only, served
+from serving.redis_store import CustomerView, ModelCache
+
+DISCLOSURE = (
+    "These offers were selected by an automated system (a recommendation model), using only the "
+    "kinds of personal data you allowed. Ask \"Why do I see this?\" for any offer, and change what "
+    "may be used in your privacy settings."
+)
+POLICY_URL = "/v1/policy"
+TOP_CRITERIA = 2  # criteria per offer in the offers list; the "why" endpoint gives them all
+
+
+@dataclass(frozen=True)
+class OffersQuery:
+    k: int = 10
+    explain: bool = True
+    exclude: tuple[str, ...] = ()
+    exclude_purchased: bool = True
+    filter: tuple[str, str] | None = None  # (offer attribute, value)
+    filter_field: str = "filter"  # the query parameter it came from, for error messages
+    attributes: Mapping[str, str] | None = None  # cold start: the customer's attribute values
+
+
+@dataclass
+class Result:
+    """A response body, and what the audit hook records about it."""
+
+    body: dict
+    audit: dict = field(default_factory=dict)
+
+
+def applied_level(categories: tuple[str, ...], used: np.ndarray) -> str:
+    """The personalization that actually happened, whatever was allowed: individual history means
+    full, other personal data only means segment, none at all means none."""
+    if used[categories.index(HISTORY)]:
+        return FULL
+    return SEGMENT if used.any() else NONE
+
+
+class Recommender:
+    def __init__(
+        self, cache: ModelCache, consents: ConsentCache, *, templates: Templates | None = None,
+        top_criteria: int = TOP_CRITERIA,
+    ) -> None:
+        self.cache, self.consents = cache, consents
+        self.templates = templates or Templates.default()
+        self.top_criteria = top_criteria
+
+    def offers(self, customer_id: str, query: OffersQuery) -> Result:
+        view, version, decision, allowed = self._customer(customer_id, query.attributes)
+        exclude = query.exclude
+        if query.filter is not None:
+            exclude = exclude + _outside(version, *query.filter, query.filter_field)
+        columns, scores = rank(version, view.state, allowed, query.k, exclude=exclude,
+                               exclude_history=query.exclude_purchased)
+        stored = is_stored(view.state, view.record)
+        if query.explain:
+            explanations = explain_offers(version, view.state, allowed, columns, stored=stored,
+                                          consent=decision.consent, templates=self.templates)
+        else:
+            explanations = not_used_only(version, view.state, allowed, stored=stored,
+                                         consent=decision.consent, templates=self.templates)
+        ids, titles, paths = version.offer_ids, version.titles, version.offer_paths
+        base = f"/v1/customers/{quote(customer_id, safe='')}/offers/"
+        offers = []
+        for i, (column, score) in enumerate(zip(columns.tolist(), scores.tolist(), strict=True)):
+            offer = {"offer_id": ids[column], "title": titles[column], "score": score}
+            if query.explain:
+                offer["criteria"] = explanations.compact(i, self.top_criteria)
+            offer["why"] = f"{base}{paths[column]}/why"
+            offers.append(offer)
+        body = _envelope(customer_id, version, decision, explanations) | {"offers": offers}
+        audit = _audit(customer_id, version, decision, body) | {
+            "offers": [(o["offer_id"], o["score"]) for o in offers],
+        }
+        return Result(body, audit)
+
+    def why(
+        self, customer_id: str, offer_id: str, attributes: Mapping[str, str] | None = None,
+    ) -> Result:
+        view, version, decision, allowed = self._customer(customer_id, attributes)
+        column = version.offer_columns.get(offer_id)
+        if column is None:
+            raise ApiError(404, "unknown_offer", f"no offer {offer_id!r} in the current catalog",
+                           "offer_id")
+        explanations = explain_offers(
+            version, view.state, allowed, [column], stored=is_stored(view.state, view.record),
+            consent=decision.consent, templates=self.templates)
+        payload = explanations.payload(0)
+        del payload["not_used"], payload["categories_used"]  # in the envelope, named as elsewhere
+        body = _envelope(customer_id, version, decision, explanations) | payload | {
+            "change_consent": {
+                "href": _consent_link(customer_id), "method": "PUT",
+                "text": "Choose which kinds of personal data may be used, and how personal "
+                        "your offers are, in your privacy settings.",
+            },
+        }
+        audit = _audit(customer_id, version, decision, body) | {
+            "offers": [(offer_id, payload["score"])],
+        }
+        return Result(body, audit)
+
+    def _customer(
+        self, customer_id: str, attributes: Mapping[str, str] | None,
+    ) -> tuple[CustomerView, ServedVersion, Decision, np.ndarray]:
+        view = self.cache.customer(customer_id, attributes=attributes)
+        version = served(view.model)
+        if attributes:
+            known = version.taxonomy.attributes
+            for name in attributes:
+                if name not in known:
+                    raise bad_parameter(
+                        f"attr.{name}",
+                        f"unknown customer attribute {name!r}; known: {', '.join(sorted(known))}")
+        decision = self.consents.decide(customer_id, view.consent_json)
+        allowed = category_mask(decision.consent, version.model.categories)
+        return view, version, decision, allowed
+
+
+def _outside(version: ServedVersion, attribute: str, value: str, field: str) -> tuple[str, ...]:
+    if attribute not in version.offer_attributes:
+        known = ", ".join(version.offer_attributes) or "none"
+        raise bad_parameter(field, f"offers have no attribute {attribute!r} (they have: {known})")
+    outside = version.outside(attribute, value)
+    if outside is None:
+        raise bad_parameter(field, f"no offer has {attribute} {value!r}")
+    return outside
+
+
+def _envelope(
+    customer_id: str, version: ServedVersion, decision: Decision, explanations: OfferExplanations,
+) -> dict:
+    attribution = explanations.attribution
+    categories = attribution.categories
+    used = attribution.used
+    return {
+        "customer_id": customer_id,
+        "model_version": version.version,
+        "personalization": applied_level(categories, used),
+        "consent": _consent(decision.consent, decision.source),
+        "categories_used": [c for c, u in zip(categories, used.tolist(), strict=True) if u],
+        "categories_not_used": [n.to_dict() for n in explanations.not_used],
+        "disclosure": {"text": DISCLOSURE, "policy": POLICY_URL, "automated": True},
+        "links": {"consent": _consent_link(customer_id), "policy": POLICY_URL},
+    }
+
+
+def _consent_link(customer_id: str) -> str:
+    return f"/v1/customers/{quote(customer_id, safe='')}/consent"
+
+
+def _consent(consent: Consent, source: str) -> dict:
+    """The consent the request ran under; `unavailable` means the record could not be read and
+    no personal data was used (fail closed)."""
+    return {"level": consent.level, "allowed": sorted(consent.allowed),
+            "available": source != "unavailable"}
+
+
+def _audit(customer_id: str, version: ServedVersion, decision: Decision, body: dict) -> dict:
+    return {
+        "customer_id": customer_id, "model_version": version.version,
+        "personalization": body["personalization"], "consent": body["consent"],
+        "consent_source": decision.source, "categories_used": body["categories_used"],
+    }

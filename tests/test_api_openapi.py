@@ -1,0 +1,94 @@
+"""The OpenAPI document: valid, the same routes and methods as the app, and real responses valid
+against the schemas it documents for them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import test_api
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from test_api import CUSTOMER, bearer, key, token_for
+
+from serving.openapi import SPEC
+
+make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures
+
+_IGNORED_METHODS = {"HEAD", "OPTIONS"}  # Flask answers these on every route by itself
+
+
+def test_the_document_is_valid_openapi():
+    validate(SPEC)
+
+
+def test_every_route_is_documented_and_nothing_else(app):
+    routes = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - _IGNORED_METHODS
+    }
+    documented = {(path, method) for path, item in SPEC["paths"].items() for method in item}
+    assert routes == documented
+
+
+def test_the_document_is_served(client):
+    response = client.get("/v1/openapi.json")
+    assert response.status_code == 200 and response.get_json() == SPEC
+
+
+def schema(name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                                 "components": SPEC["components"]})
+
+
+def check(response, name: str, status: int) -> dict:
+    assert response.status_code == status, response.get_json()
+    body = response.get_json()
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in schema(name).iter_errors(body)]
+    assert not errors, errors
+    return body
+
+
+def documented_statuses(path: str, method: str) -> set[int]:
+    return {int(s) for s in SPEC["paths"][path][method]["responses"]}
+
+
+def test_responses_match_their_documented_schemas(client):
+    customer = f"/v1/customers/{CUSTOMER}"
+    body = check(client.get(f"{customer}/offers?k=3", headers=key()), "Offers", 200)
+    check(client.get(f"{customer}/offers?k=3&explain=false", headers=key()), "Offers", 200)
+    check(client.get("/v1/customers/new-one/offers?attr.region=north", headers=key()), "Offers", 200)
+    check(client.get(body["offers"][0]["why"], headers=key()), "Why", 200)
+    check(client.get(f"{customer}/consent", headers=key()), "Consent", 200)
+    check(client.put(f"{customer}/consent", headers=key(),
+                     json={"allowed": ["demographics"], "level": "segment"}), "Consent", 200)
+    check(client.get(f"{customer}/consent/history", headers=key()), "ConsentHistory", 200)
+    check(client.post(f"{customer}/interactions", headers=key(),
+                      json={"offer_id": "o0001", "kind": "rating", "weight": 4,
+                            "timestamp": "2024-05-01T10:00:00+00:00"}),
+          "InteractionRecorded", 201)
+    check(client.post(f"{customer}/token", headers=key(), json={"ttl_seconds": 120}), "Token", 201)
+    check(client.get("/healthz"), "Health", 200)
+    check(client.get("/readyz"), "Ready", 200)
+    token = token_for(client, CUSTOMER)
+    check(client.get(f"{customer}/offers", headers=bearer(token)), "Offers", 200)
+
+
+@pytest.mark.parametrize(("method", "path", "status", "headers"), [
+    ("get", "/v1/customers/{customer_id}/offers", 400, "key"),
+    ("get", "/v1/customers/{customer_id}/offers", 401, None),
+    ("get", "/v1/customers/{customer_id}/offers/{offer_id}/why", 404, "key"),
+    ("put", "/v1/customers/{customer_id}/consent", 415, "key"),
+    ("post", "/v1/customers/{customer_id}/interactions", 403, "token"),
+])
+def test_errors_match_the_error_schema_and_are_documented(client, method, path, status, headers):
+    assert status in documented_statuses(path, method)
+    url = path.format(customer_id=CUSTOMER, offer_id="no-such-offer")
+    if status == 400:
+        url += "?k=0"
+    sent = {"key": key(), "token": bearer(token_for(client, CUSTOMER)), None: {}}[headers]
+    data = "x" if status == 415 else None
+    json = {"offer_id": "o0001", "kind": "click"} if method == "post" else None
+    response = client.open(url, method=method.upper(), headers=sent, data=data, json=json)
+    check(response, "Error", status)
