@@ -11,7 +11,7 @@ popularity) is written in this one form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,8 @@ class AdditiveModel:
     mean_vectors: np.ndarray  # pbar: (G, d), over customers with data in g
     mean_bias: np.ndarray  # cbar: (G,)
     features: FeatureSpace | None = None
+    # base() is asked for on every request; the arrays never change after construction
+    _base: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_features(
@@ -119,8 +121,13 @@ class AdditiveModel:
 
     # --- the decomposition ----------------------------------------------------------------------
     def base(self) -> np.ndarray:
-        """base(i): the average customer's score for every offer, (n_offers,)."""
-        return self.item_vectors @ self.mean_vectors.sum(axis=0) + self.item_bias + self.mean_bias.sum()
+        """base(i): the average customer's score for every offer, (n_offers,). Read-only."""
+        if self._base is None:
+            base = self.item_vectors @ self.mean_vectors.sum(axis=0) + self.item_bias
+            base += self.mean_bias.sum()
+            base.flags.writeable = False
+            self._base = base
+        return self._base
 
     def partials(self, customer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(p_u: (G, d), c_u: (G,), has_data: (G,)) of one known customer."""

@@ -69,6 +69,21 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarr
     return result
 
 
+def top_k_one(scores: np.ndarray, k: int) -> np.ndarray:
+    """top_k for one customer's (n_offers,) scores, without its batch machinery: the request path.
+
+    Same order as top_k (ties toward the lower column); -inf offers are never returned, so the
+    result may be shorter than k."""
+    n_offers = len(scores)
+    width = min(k, n_offers)
+    if width < 1:
+        return np.empty(0, dtype=np.int64)
+    kth = np.partition(scores, n_offers - width)[n_offers - width]
+    candidates = np.flatnonzero(scores >= kth)
+    ranked = candidates[np.lexsort((candidates, -scores[candidates]))[:width]]
+    return ranked[~np.isneginf(scores[ranked])]
+
+
 def per_customer_metrics(
     score: Scorer, split: Split, k: int = 10, batch_size: int = 256,
     customers: np.ndarray | None = None,

@@ -15,7 +15,9 @@ import scipy.sparse as sp
 from recommender.data import MULTI_VALUE_SEPARATOR, Dataset
 from recommender.taxonomy import HISTORY, Taxonomy
 
-HISTORY_MODES = ("items", "identity")
+HISTORY_MODES = ("items", "identity", "blend")
+# history_mode "blend": the learned identity's share of the history weight; past offers share the rest
+IDENTITY_SHARE = 0.5
 
 
 def attribute_values(value: object) -> list[str]:
@@ -35,20 +37,28 @@ def customer_feature_weights(
     """Named feature weights of one customer, each category's weights summing to 1.
 
     history_mode "items": one `history:<offer_id>` feature per distinct past offer;
-    "identity": one `customer:<id>` feature (only for customers seen in training).
+    "identity": one `customer:<id>` feature (only for customers seen in training);
+    "blend": both, the identity weighing IDENTITY_SHARE when there is one (customer_id given).
     """
-    groups: dict[str, list[str]] = {g: [] for g in taxonomy.categories}
+    if history_mode not in HISTORY_MODES:
+        raise ValueError(f"history_mode must be one of {HISTORY_MODES}, not {history_mode!r}")
+    groups: dict[str, list[str]] = {g: [] for g in taxonomy.categories if g != HISTORY}
     for attribute, value in attributes.items():
         if attribute not in taxonomy.attributes:
             continue  # attributes the taxonomy leaves out (e.g. fairness through unawareness)
         groups[taxonomy.attributes[attribute]] += [f"{attribute}={v}" for v in attribute_values(value)]
-    if history_mode == "items":
-        groups[HISTORY] = [f"history:{offer}" for offer in dict.fromkeys(history)]
-    elif history_mode == "identity":
-        groups[HISTORY] = [f"customer:{customer_id}"] if customer_id is not None else []
-    else:
-        raise ValueError(f"history_mode must be one of {HISTORY_MODES}, not {history_mode!r}")
-    return {name: 1.0 / len(names) for names in groups.values() for name in names}
+    weights = {name: 1.0 / len(names) for names in groups.values() for name in names}
+    offers = [f"history:{o}" for o in dict.fromkeys(history)] if history_mode != "identity" else []
+    identity = f"customer:{customer_id}" if history_mode != "items" and customer_id is not None else None
+    if history_mode == "identity":
+        if identity:
+            weights[identity] = 1.0
+        return weights
+    share = IDENTITY_SHARE if history_mode == "blend" and identity and offers else 0.0
+    weights |= {name: (1.0 - share) / len(offers) for name in offers}
+    if share:
+        weights[identity] = share
+    return weights
 
 
 def customer_histories(dataset: Dataset) -> list[list[str]]:
@@ -78,7 +88,7 @@ def user_feature_matrix(
             categories.append(taxonomy.categories.index(category))
         return names[name]
 
-    if history_mode == "items":
+    if history_mode in ("items", "blend"):
         for offer in dataset.offer_ids:
             column(f"history:{offer}", HISTORY)
     rows, cols, weights = [], [], []

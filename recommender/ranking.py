@@ -11,7 +11,7 @@ import numpy as np
 
 from recommender.additive import AdditiveModel
 from recommender.artifacts import Artifact
-from recommender.evaluation import NO_OFFER, top_k
+from recommender.evaluation import top_k_one
 from recommender.features import customer_feature_weights
 from recommender.taxonomy import HISTORY
 
@@ -82,10 +82,10 @@ def rank(
     model = artifact.model
     all_scores = scores(model, state, allowed)
     masked = all_scores.copy()
-    removed = [artifact.offer_columns[o] for o in exclude if o in artifact.offer_columns]
+    offer_columns = artifact.offer_columns
+    removed = [offer_columns[o] for o in exclude if o in offer_columns]
     if exclude_history and allowed[model.categories.index(HISTORY)]:
-        removed += [artifact.offer_columns[o] for o in state.history if o in artifact.offer_columns]
+        removed += [offer_columns[o] for o in state.history if o in offer_columns]
     masked[removed] = -np.inf
-    columns = top_k(masked[None], None, k)[0]
-    columns = columns[columns != NO_OFFER]
+    columns = top_k_one(masked, k)
     return columns, all_scores[columns]

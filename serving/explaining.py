@@ -35,20 +35,6 @@ from serving.redis_store import CustomerRecord, LoadedModel
 
 
 @dataclass(eq=False)
-class _ServedModel(AdditiveModel):
-    """An AdditiveModel whose base() is computed once: ranking.rank calls it on every request, and
-    a served version's arrays never change."""
-
-    def base(self) -> np.ndarray:
-        cached = self.__dict__.get("_base")
-        if cached is None:
-            cached = super().base()
-            cached.flags.writeable = False
-            self.__dict__["_base"] = cached
-        return cached
-
-
-@dataclass(eq=False)
 class ServedVersion:
     """One served model version, shaped as the Artifact that ranking.rank and explain/ read.
 
@@ -128,7 +114,7 @@ def _build(loaded: LoadedModel) -> ServedVersion:
         # versions published before the item side carried it: a category nobody had data in
         # averages to exactly zero
         in_model = (m.mean_vectors != 0).any(axis=1) | (m.mean_bias != 0)
-    model = _ServedModel(
+    model = AdditiveModel(
         categories=m.categories, item_vectors=m.item_vectors, item_bias=m.item_bias,
         partial_vectors=np.zeros((n_categories, 1, d)), partial_bias=np.zeros((n_categories, 1)),
         has_data=np.asarray(in_model, dtype=bool)[:, None], mean_vectors=m.mean_vectors,

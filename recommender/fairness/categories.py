@@ -11,9 +11,10 @@ divergence finite when a list misses a category of the history, and alpha = 0.01
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from recommender.data import Dataset
+from recommender.data import MULTI_VALUE_SEPARATOR, Dataset
 from recommender.errors import DataError
 from recommender.evaluation import NO_OFFER
 
@@ -21,24 +22,32 @@ CATEGORY_ATTRIBUTES = ("category", "genre")  # tried in order when none is named
 SMOOTHING = 0.01
 
 
-def default_category_attribute(dataset: Dataset) -> str | None:
-    """The first offer attribute among CATEGORY_ATTRIBUTES the offers have (None: no categories)."""
-    present = dataset.offer_attributes()
-    return next((name for name in CATEGORY_ATTRIBUTES if name in present), None)
+def default_category_attribute(offers: Dataset | pd.DataFrame) -> str | None:
+    """The first offer attribute among CATEGORY_ATTRIBUTES the offers have (None: no categories).
+    offers: a Dataset, or an offers table (a Dataset's or an Artifact's)."""
+    table = offers.offers if isinstance(offers, Dataset) else offers
+    return next((name for name in CATEGORY_ATTRIBUTES if name in table.columns), None)
 
 
-def offer_category_matrix(dataset: Dataset, attribute: str) -> tuple[np.ndarray, list[str]]:
+def offer_category_matrix(
+    offers: Dataset | pd.DataFrame, attribute: str,
+) -> tuple[np.ndarray, list[str]]:
     """(n_offers, n_categories) rows summing to 1 (0 for an offer without category), and the
-    category names in column order (sorted)."""
-    if attribute not in dataset.offer_attributes():
+    category names in column order (sorted). offers: a Dataset or an offers table, whose
+    `attribute` holds one value or several joined by "|"."""
+    table = offers.offers if isinstance(offers, Dataset) else offers
+    if attribute not in table.columns or attribute == "title":
+        present = [str(c) for c in table.columns if c != "title"]
         raise DataError(f"offers have no attribute {attribute!r}; they have "
-                        f"{', '.join(dataset.offer_attributes()) or 'none'}", field="category")
-    values = dataset.offer_attribute_values(attribute)
-    names = sorted({v for row in values for v in row})
+                        f"{', '.join(present) or 'none'}", field="category")
+    values = [
+        set() if pd.isna(value) else {v for v in str(value).split(MULTI_VALUE_SEPARATOR) if v}
+        for value in table[attribute]
+    ]
+    names = sorted(set().union(*values))
     column = {name: j for j, name in enumerate(names)}
     matrix = np.zeros((len(values), len(names)))
-    for i, row in enumerate(values):
-        distinct = set(row)
+    for i, distinct in enumerate(values):
         for value in distinct:
             matrix[i, column[value]] = 1.0 / len(distinct)
     return matrix, names

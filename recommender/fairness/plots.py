@@ -35,8 +35,8 @@ def attribute_figure(audit: AttributeAudit, title: str | None = None,
         high = np.array([comparison.group_ci[g][1] for g in groups])
         color = FLAG_COLOR if comparison.flagged else PLAIN_COLOR
         positions = np.arange(len(groups))
-        # clip: a percentile interval of a biased statistic (coverage) may not contain the value
-        errors = np.clip(np.vstack([values - low, high - values]), 0, None)
+        # a metric without interval (coverage) is drawn as bare points
+        errors = np.nan_to_num(np.clip(np.vstack([values - low, high - values]), 0, None))
         ax.errorbar(values, positions, xerr=errors, fmt="o", color=color, capsize=3)
         ax.set_yticks(positions, [f"{g} (n={audit.sizes.get(g, '?')})" for g in groups])
         ax.invert_yaxis()

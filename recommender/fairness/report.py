@@ -15,12 +15,12 @@ from recommender.fairness.groups import AttributeAudit, GroupComparison, nan_if_
 KIND = "trustrec-fairness-audit"
 JSON_NAME, MARKDOWN_NAME = "audit.json", "audit.md"
 FLAG_RULE = (
-    "Flagged: the best-minus-worst difference is more than z bootstrap standard errors above 0, "
-    "z Bonferroni-adjusted for the number of group pairs (with two groups: the {confidence:.0%} "
-    "interval of the difference excludes 0). Intervals: {confidence:.0%} percentile intervals "
-    "from {n_boot} bootstrap resamples of customers within each group (seed {seed}), with the "
-    "best and worst group held fixed. Coverage is descriptive (it grows with group size) and "
-    "never flagged."
+    "Intervals: {confidence:.0%} percentile intervals from {n_boot} bootstrap resamples of "
+    "customers within each group (seed {seed}), the best and worst group held fixed. Flagged: the "
+    "interval of the best-minus-worst difference lies above 0 at the level Bonferroni-adjusted "
+    "for the number of group pairs (with two groups: the {confidence:.0%} interval shown "
+    "excludes 0). Coverage is descriptive: it grows with group size, and has neither interval "
+    "nor flag."
 )
 
 
@@ -111,10 +111,10 @@ class AuditReport:
                     f"| {name}{'' if c.higher_is_better else ' (lower is better)'} "
                     f"| {c.best} {_number(c.by_group[c.best])} "
                     f"| {c.worst} {_number(c.by_group[c.worst])} "
-                    f"| {_number(c.difference)} {_interval(c.difference_ci)} "
-                    f"| {_number(c.ratio, 3)} {_interval(c.ratio_ci, 3)} | {flag} |")
-        lines += ["", self.flag_rule()]
-        lines += [f"{note}" for note in self.notes]
+                    f"| {_estimate(c.difference, c.difference_ci)} "
+                    f"| {_estimate(c.ratio, c.ratio_ci, 3)} | {flag} |")
+        for paragraph in (self.flag_rule(), *self.notes):
+            lines += ["", paragraph]
         return "\n".join(lines) + "\n"
 
     # --- files ----------------------------------------------------------------------------------
@@ -177,5 +177,8 @@ def _number(value: float, digits: int = 4) -> str:
     return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _interval(ci: tuple[float, float], digits: int = 4) -> str:
-    return f"[{_number(ci[0], digits)}, {_number(ci[1], digits)}]"
+def _estimate(value: float, ci: tuple[float, float], digits: int = 4) -> str:
+    """"value [low, high]", or the bare value when there is no valid interval (coverage)."""
+    if any(math.isnan(bound) for bound in ci):
+        return _number(value, digits)
+    return f"{_number(value, digits)} [{_number(ci[0], digits)}, {_number(ci[1], digits)}]"

@@ -14,11 +14,23 @@ nothing to calibrate to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.artifacts import Artifact
+from recommender.errors import DataError
 from recommender.evaluation import NO_OFFER, Scorer, top_k
-from recommender.fairness.categories import SMOOTHING, normalize
+from recommender.fairness.categories import (
+    SMOOTHING,
+    default_category_attribute,
+    list_distributions,
+    offer_category_matrix,
+)
+from recommender.ranking import CustomerState, rank
+from recommender.taxonomy import HISTORY
 
 
 def calibrated_rerank(
@@ -47,23 +59,26 @@ def calibrated_rerank(
 
     spread = scores[0] - scores[-1]
     relevance = (scores - scores[-1]) / spread if spread > 0 else np.ones_like(scores)
-    categories = offer_categories[candidates]  # (n, n_categories)
+    # Only the target's categories enter the KL, but every category counts in the list's mass.
+    # KL(p || q~) = sum p log p - sum p log q~, and the first term is the same for every
+    # candidate, so the step maximizes (1 - strength) relevance + strength * (log q~ @ p).
     positive = target > 0
-    log_target = np.log(target[positive])
-    mass = np.zeros(target.shape)
-    available = np.ones(len(candidates), dtype=bool)
+    rows = offer_categories[candidates]
+    categories, row_mass = rows[:, positive], rows.sum(axis=1)
+    p = target[positive]
+    floor = smoothing * p
+    gain = (1 - strength) * relevance  # -inf once picked
+    mass, total = np.zeros(len(p)), 0.0
     chosen = np.empty(width, dtype=np.int64)
     for step in range(width):
-        mix = normalize(mass + categories)[:, positive]  # the list mix if each candidate joined
-        smoothed = (1 - smoothing) * mix + smoothing * target[positive]
-        kl = (target[positive] * (log_target - np.log(smoothed))).sum(axis=1)
-        # the relevance already in the list is the same for every candidate: only theirs differs
-        objective = (1 - strength) * relevance - strength * kl
-        objective[~available] = -np.inf
-        pick = int(np.argmax(objective))
+        # the list's mix if each candidate joined (a list without any category mass has mix 0)
+        scale = (1 - smoothing) / np.maximum(total + row_mass, 1e-12)
+        smoothed = (mass + categories) * scale[:, None] + floor
+        pick = int(np.argmax(gain + strength * (np.log(smoothed) @ p)))
         chosen[step] = pick
-        available[pick] = False
+        gain[pick] = -np.inf
         mass += categories[pick]
+        total += row_mass[pick]
     return candidates[chosen]
 
 
@@ -93,3 +108,52 @@ def reranked_scorer(
         return out
 
     return rerank_scores
+
+
+@dataclass(eq=False)
+class CalibratedReranker:
+    """The serving-time option: one customer's offers, calibrated, for one artifact (the category
+    matrix is built once, requests only re-rank).
+
+    rank() takes the model's top `n_candidates` under the customer's consent (ranking.rank) and
+    re-ranks them towards the category mix of the customer's history. That target *is* personal
+    data (interaction_history), so a customer who did not allow it gets the plain top-k: the
+    re-rank never uses what consent withheld. Returned scores are the model's own, so the
+    explanation of each offer is unchanged; only the order and the choice among candidates move.
+    """
+
+    artifact: Artifact
+    strength: float
+    n_candidates: int = 100
+    category_attribute: str | None = None
+    offer_categories: np.ndarray = field(init=False, repr=False)
+    categories: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.strength <= 1:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+        attribute = self.category_attribute or default_category_attribute(self.artifact.offers)
+        if attribute is None:
+            raise DataError("offers have no category attribute to calibrate on "
+                            "(name one with category_attribute)", field="category")
+        self.category_attribute = attribute
+        self.offer_categories, self.categories = offer_category_matrix(self.artifact.offers,
+                                                                       attribute)
+
+    def target(self, state: CustomerState) -> np.ndarray:
+        """The category mix of the customer's history (all zero without history)."""
+        columns = self.artifact.offer_columns
+        history = np.array([[columns[o] for o in state.history if o in columns]], dtype=np.int64)
+        return list_distributions(history, self.offer_categories)[0]
+
+    def rank(self, state: CustomerState, allowed: np.ndarray, k: int, *,
+             exclude: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(offer columns, model scores) of the calibrated top k, best first."""
+        columns, scores = rank(self.artifact, state, allowed, max(k, self.n_candidates),
+                               exclude=exclude)
+        history_allowed = bool(allowed[self.artifact.model.categories.index(HISTORY)])
+        target = self.target(state) if history_allowed else np.zeros(len(self.categories))
+        picked = calibrated_rerank(columns, scores, self.offer_categories, target, k,
+                                   self.strength)
+        position = {int(c): i for i, c in enumerate(columns)}
+        return picked, scores[[position[int(c)] for c in picked]]

@@ -18,6 +18,7 @@ HYBRID_TUNED = {"learning_rate": 0.02, "max_sampled": 100, "no_components": 128,
 MODELS: dict[str, tuple[Callable[..., Recommender], dict]] = {
     "hybrid": (HybridRecommender, HYBRID_TUNED | {"history": "items"}),
     "hybrid-identity": (HybridRecommender, HYBRID_TUNED | {"history": "identity"}),
+    "hybrid-blend": (HybridRecommender, HYBRID_TUNED | {"history": "blend"}),
     "lightfm-cf": (
         HybridRecommender,
         {"history": "identity", "user_categories": (HISTORY,), "item_attribute_weight": 0.0,
