@@ -56,6 +56,22 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
 
 
+def compact(report: AuditReport) -> dict:
+    """What the results file keeps of an audit (the full one is in --out): overall metrics and,
+    per attribute and metric, the group values, the gap with its intervals and the flag."""
+    keep = ("by_group", "best", "worst", "difference", "difference_ci", "ratio", "ratio_ci",
+            "flagged")
+    full = report.to_json()
+    return {
+        "customers": full["customers"], "overall": full["overall"],
+        "attributes": {
+            a: {"sizes": audit["sizes"],
+                "metrics": {m: {key: c[key] for key in keep} for m, c in audit["metrics"].items()}}
+            for a, audit in full["attributes"].items()
+        },
+    }
+
+
 def choose_epochs(split: Split, name: str, seed: int) -> int:
     """Early stopping on validation carved from the training part (as train_and_evaluate does)."""
     inner = temporal_split(split.train)
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="calibrated re-rank strengths (comma-separated)")
     parser.add_argument("--candidates", type=int, default=100, help="re-rank pool per customer")
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=Path("audits/ml-100k-benchmark"),
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fairness-audits"),
                         help="folder for every audit's JSON, markdown and plots")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/fairness.json"))
     args = parser.parse_args(argv)
@@ -203,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     summary = {
         "dataset": dataset.name, "k": K, "n_boot": args.n_boot, "epochs": epochs,
-        "variants": {label: r.to_json() for label, r in reports.items()},
+        "variants": {label: compact(r) for label, r in reports.items()},
         "unawareness": {
             "model": args.unaware_model, "seeds": args.seeds,
             "table": json.loads(comparison.table().to_json(orient="index")),
             "gap_change": {a: comparison.gap_change(a, names["ndcg"]) for a in attributes},
         },
-        "rerank": {f"{s:g}": r.to_json() for s, r in reranked.items()},
+        "rerank": {f"{s:g}": compact(r) for s, r in reranked.items()},
         "rerank_seconds_per_request": speed, "minutes": minutes,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

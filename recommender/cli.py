@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="print a new API key and its TRUSTREC_API_KEYS entry")
     keys.add_argument("--role", default="storefront", choices=("storefront", "admin"))
 
+    audit = commands.add_parser("audit", help="fairness audit across customer groups of an "
+                                              "artifact's configuration (refitted on the training split)")
+    audit.add_argument("artifact", help="artifact folder (models/<version>)")
+    add_data_arguments(audit)
+    audit.add_argument("--out", help="folder for audit.json, audit.md and the plots "
+                                     "(default audits/<artifact version>/)")
+    audit.add_argument("--attribute", action="append", default=[],
+                       help="customer attribute to group by (repeatable; default: the taxonomy's "
+                            "[protected] attributes)")
+    audit.add_argument("--category", help="offer attribute holding the categories of the calibration "
+                                          "gap (default: category, else genre)")
+    audit.add_argument("--level", choices=("full", "segment", "none"),
+                       help="audit under this personalization level (default: every category)")
+    audit.add_argument("--k", type=int, default=10)
+    audit.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    audit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
     demo = commands.add_parser("demo", help="synthetic storefront -> train -> publish -> serve, "
                                             "with demo keys and curl examples")
     demo.add_argument("--no-serve", dest="serve", action="store_false",

@@ -164,3 +164,9 @@ def demo(args: argparse.Namespace) -> int:
     from serving.demo import run
 
     return run(out=args.out, host=args.host, port=args.port, serve=args.serve)
+
+
+def audit(args: argparse.Namespace) -> int:
+    from recommender.fairness.command import audit_command
+
+    return audit_command(args, _load(args))

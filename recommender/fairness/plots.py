@@ -39,7 +39,7 @@ def attribute_figure(audit: AttributeAudit, title: str | None = None,
         errors = np.nan_to_num(np.clip(np.vstack([values - low, high - values]), 0, None))
         ax.errorbar(values, positions, xerr=errors, fmt="o", color=color, capsize=3)
         ax.set_yticks(positions, [f"{g} (n={audit.sizes.get(g, '?')})" for g in groups])
-        ax.invert_yaxis()
+        ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, half a row of margin
         status = {None: "descriptive", True: "disparity flagged", False: "not flagged"}
         direction = "" if comparison.higher_is_better else ", lower is better"
         ax.set_title(f"{name}{direction}\n{status[comparison.flagged]}", fontsize=9, color=color)
