@@ -45,7 +45,7 @@ from recommender.loaders import load_movielens
 from recommender.models import Recommender, make_model
 from recommender.split import Split, temporal_split
 
-HYBRIDS = ("hybrid", "hybrid-identity")
+HYBRIDS = ("hybrid", "hybrid-items", "hybrid-identity")
 HISTORY_MODELS = ("als", "itemknn-bm25", "popularity")
 LEVELS = (None, "segment", "none")
 K = 10

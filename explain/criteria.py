@@ -25,7 +25,7 @@ from functools import cached_property
 import numpy as np
 
 from explain.attributions import Attribution, attribute
-from explain.context import ExplainContext, context
+from explain.context import IDENTITY_PREFIX, ExplainContext, context
 from explain.splits import FeatureSplit, split_features
 from explain.templates import POPULARITY, Templates
 from recommender.artifacts import Artifact
@@ -213,7 +213,8 @@ class OfferExplanations:
     @cached_property
     def _by_past_offer(self) -> bool:
         """Whether history is worded by past offer: items mode and a split that adds up."""
-        return self._ctx.history_mode == "items" and bool(self.split.exact[self._ctx.history])
+        return self._ctx.history_mode in ("items", "blend") and bool(
+            self.split.exact[self._ctx.history])
 
     def _top_past_offers(self, i: int, direction: str) -> tuple[list[str], list[float]]:
         """(offer ids, relative parts) of the past offers that pushed the i-th offer most in
@@ -224,6 +225,9 @@ class OfferExplanations:
             # for every offer of the response at once
             block = self.split.of(self._ctx.history)
             parts = self.split.relative[:, block]
+            learned = [str(label).startswith(IDENTITY_PREFIX) for label in self.split.labels[block]]
+            if any(learned):  # "blend": the learned profile's share is no past offer
+                parts = np.where(learned, 0.0, parts)
             top = _largest(-parts if negative else parts, min(self.max_items, parts.shape[1]))
             rows = np.arange(len(parts))[:, None]
             cached = self._past_offer_cache[negative] = (

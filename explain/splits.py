@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.attributions import Attribution, mean_item_vector
-from explain.context import ExplainContext, context
+from explain.context import HISTORY_PREFIX, ExplainContext, context
 from recommender.artifacts import Artifact
 from recommender.features import customer_feature_weights
 from recommender.ranking import CustomerState
@@ -107,24 +107,26 @@ def _features(ctx: ExplainContext, state: CustomerState, used: np.ndarray
     """(labels, feature rows, categories, weights, blocks) of the state's features in used
     categories, grouped by category."""
     by_category: dict[int, tuple[list, list, list]] = {}
-    # attributes, and the identity feature, named and weighted by the function that built the partials
+    # named and weighted by the function that built the partials; past offers are labelled by
+    # offer id and looked up by it (a history may be long, and this is on the serving path)
+    history = state.history if ctx.history_mode in ("items", "blend") and used[ctx.history] else ()
     named = customer_feature_weights(
-        ctx.taxonomy, state.attributes, (), history_mode=ctx.history_mode,
+        ctx.taxonomy, state.attributes, history, history_mode=ctx.history_mode,
         customer_id=state.customer_id if state.known else None,
     )
     for name, weight in named.items():
         g = ctx.category_of(name)
-        if used[g]:
-            labels, rows, weights = by_category.setdefault(g, ([], [], []))
+        if not used[g]:
+            continue
+        labels, rows, weights = by_category.setdefault(g, ([], [], []))
+        if name.startswith(HISTORY_PREFIX):
+            offer = name[len(HISTORY_PREFIX):]
+            labels.append(offer)
+            rows.append(ctx.history_rows.get(offer, ctx.missing))
+        else:
             labels.append(name)
             rows.append(ctx.feature_rows.get(name, ctx.missing))
-            weights.append(weight)
-    if ctx.history_mode == "items" and used[ctx.history] and state.history:
-        # as customer_feature_weights: 1 / count for each distinct past offer; looked up by offer id
-        # (a history may be long, and this is on the serving path)
-        history = list(dict.fromkeys(state.history))
-        by_category[ctx.history] = (history, [ctx.history_rows.get(o, ctx.missing) for o in history],
-                                    [1.0 / len(history)] * len(history))
+        weights.append(weight)
     labels, rows, category, weights, blocks, start = [], [], [], [], {}, 0
     for g, (names, indices, values) in by_category.items():
         blocks[g] = slice(start, start + len(names))

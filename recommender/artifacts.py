@@ -57,7 +57,7 @@ class Artifact:
 
     @property
     def history_mode(self) -> str | None:
-        """"items", "identity" or None (models that cannot place unseen customers)."""
+        """"items", "identity", "blend" or None (models that cannot place unseen customers)."""
         return self.manifest.get("history_mode")
 
     @cached_property

@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     audit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
+    purge = commands.add_parser("purge", help="delete audit records older than the retention "
+                                              "period (TRUSTREC_AUDIT_RETENTION_DAYS)")
+    purge.add_argument("--database-url", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+                       help="the audit trail's database (SQLAlchemy URL; default "
+                            "$TRUSTREC_DATABASE_URL, else ./trustrec.db)")
+    purge.add_argument("--days", type=int,
+                       default=int(os.environ.get("TRUSTREC_AUDIT_RETENTION_DAYS") or 365),
+                       help="keep this many days (default $TRUSTREC_AUDIT_RETENTION_DAYS, else 365)")
+
     demo = commands.add_parser("demo", help="synthetic storefront -> train -> publish -> serve, "
                                             "with demo keys and curl examples")
     demo.add_argument("--no-serve", dest="serve", action="store_false",

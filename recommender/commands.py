@@ -170,3 +170,18 @@ def audit(args: argparse.Namespace) -> int:
     from recommender.fairness.command import audit_command
 
     return audit_command(args, _load(args))
+
+
+def purge(args: argparse.Namespace) -> int:
+    """Delete audit records (served responses, feedback, closed cases) older than --days."""
+    from serving.audit_log import purge as purge_records
+    from serving.db import create_schema, make_engine
+
+    if args.days < 1:
+        raise TrustRecError("--days must be at least 1")
+    engine = make_engine(args.database_url)
+    create_schema(engine)
+    removed = purge_records(engine, args.days)
+    print(f"purged records older than {args.days} days: "
+          + ", ".join(f"{table} {count}" for table, count in removed.items()))
+    return 0

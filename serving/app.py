@@ -19,13 +19,15 @@ from typing import Any
 
 import redis
 from flask import Flask, g, request
+from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 
 from recommender.taxonomy import Taxonomy
 from serving import config as configuration
 from serving import errors
 from serving.api import register_blueprints
-from serving.audit import OnServed, on_served
+from serving.audit import OnServed, ServedRecord
+from serving.audit_log import AuditWriter
 from serving.auth import Authenticator
 from serving.consent_cache import ConsentCache
 from serving.consent_store import ConsentStore
@@ -56,6 +58,7 @@ class Services:
     metrics: Metrics
     on_served: OnServed
     schema_ready: bool
+    audit: AuditWriter | None = None  # the audit trail's writer (serving.audit_log)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -115,10 +118,27 @@ def _services(settings: configuration.Settings) -> Services:
     consents = ConsentStore(engine, taxonomy, settings.consent_regime)
     consent_cache = ConsentCache(client, store.keys, consents, settings.consent_cache_seconds)
     consents.on_change = consent_cache.invalidate
+    metrics = Metrics()
+    queue_full = Counter(
+        "trustrec_audit_queue_full", "Audit records written synchronously because the audit "
+        "queue was full", registry=metrics._registry)
+    writer = AuditWriter(engine, queue_size=settings.audit_queue_size,
+                         block_ms=settings.audit_block_ms, on_full=queue_full.inc)
+    hook = _chain(writer, settings.on_served) if settings.on_served else writer
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
         consents=consents, consent_cache=consent_cache,
         recommender=Recommender(cache, consent_cache),
         auth=Authenticator(settings.api_keys, settings.secret_key, settings.token_max_seconds),
-        metrics=Metrics(), on_served=settings.on_served or on_served, schema_ready=schema_ready,
+        metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer,
     )
+
+
+def _chain(*hooks: OnServed) -> OnServed:
+    """The audit writer first, then a hook given in the configuration."""
+
+    def served(record: ServedRecord) -> None:
+        for hook in hooks:
+            hook(record)
+
+    return served

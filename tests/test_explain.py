@@ -446,3 +446,28 @@ def test_categories_are_readable():
     names = [Templates.default().name(c) for c in synthetic().model.categories]
     assert all(isinstance(n, str) and n and "_" not in n for n in names)
     assert pd.Series(names).is_unique
+
+
+@cache
+def synthetic_blend() -> Artifact:
+    return fit(storefront().dataset, history="blend")  # the served "hybrid"
+
+
+def test_blend_history_splits_into_past_offers_and_the_learned_profile():
+    artifact = synthetic_blend()
+    model = artifact.model
+    history = model.categories.index(HISTORY)
+    allowed = np.ones(len(model.categories), dtype=bool)
+    for state in random_states(artifact, np.random.default_rng(5), 10):
+        columns, _ = rank(artifact, state, allowed, 10)
+        a = attribute(model, state, allowed, columns)
+        assert_split_adds_up(artifact, state, a)
+        split = split_features(artifact, state, a)
+        labels = [str(label) for label in split.labels[split.of(history)]]
+        if state.known and state.history:
+            assert labels == [*state.history, f"customer:{state.customer_id}"]
+        explanations = explain_offers(artifact, state, allowed, columns)
+        for i in range(len(explanations)):
+            for criterion in explanations.criteria(i):
+                named = [p["offer_id"] for p in criterion.data.get("past_offers", [])]
+                assert set(named) <= set(state.history)

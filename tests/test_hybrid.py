@@ -15,7 +15,7 @@ from recommender.split import temporal_split
 from recommender.taxonomy import HISTORY
 
 
-@pytest.fixture(scope="module", params=["items", "identity"])
+@pytest.fixture(scope="module", params=["items", "identity", "blend"])
 def fitted(request):
     return HybridRecommender(history=request.param, **FAST).fit(synthetic_dataset())
 

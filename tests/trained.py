@@ -40,7 +40,7 @@ def synthetic_dataset(seed: int = 0) -> Dataset:
 
 
 @cache
-def synthetic_artifact(history: str = "items") -> Artifact:
+def synthetic_artifact(history: str = "blend") -> Artifact:
     return artifact_for(synthetic_dataset(), history=history)
 
 
@@ -50,5 +50,5 @@ def movielens_dataset() -> Dataset:
 
 
 @cache
-def movielens_artifact(history: str = "items") -> Artifact:
+def movielens_artifact(history: str = "blend") -> Artifact:
     return artifact_for(movielens_dataset(), history=history)

@@ -16,9 +16,9 @@ from recommender.taxonomy import HISTORY
 HYBRID_TUNED = {"learning_rate": 0.02, "max_sampled": 100, "no_components": 128,
                 "item_attribute_weight": 2.0}
 MODELS: dict[str, tuple[Callable[..., Recommender], dict]] = {
-    "hybrid": (HybridRecommender, HYBRID_TUNED | {"history": "items"}),
+    "hybrid": (HybridRecommender, HYBRID_TUNED | {"history": "blend"}),
+    "hybrid-items": (HybridRecommender, HYBRID_TUNED | {"history": "items"}),
     "hybrid-identity": (HybridRecommender, HYBRID_TUNED | {"history": "identity"}),
-    "hybrid-blend": (HybridRecommender, HYBRID_TUNED | {"history": "blend"}),
     "lightfm-cf": (
         HybridRecommender,
         {"history": "identity", "user_categories": (HISTORY,), "item_attribute_weight": 0.0,

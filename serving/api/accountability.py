@@ -1,0 +1,457 @@
+"""Transparency and accountability: what data of a customer was used (data-usage), feedback and
+the cases staff handle, the public policy and model card, public statistics, and erasure.
+
+Every figure and answer here is read from the audit trail (serving.audit_log), never from counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, g, jsonify
+
+from explain.templates import Templates
+from recommender.consent import LEVELS
+from serving.api import params
+from serving.audit_log import (
+    CASE_KINDS,
+    CASE_STATUSES,
+    CLOSED_STATUSES,
+    FEEDBACK_KINDS,
+    MAX_TEXT,
+    POSITIVE_KINDS,
+    cases_table,
+    customer_records,
+    erasures_table,
+    feedback_table,
+    record_dict,
+    served_record,
+    served_table,
+    subject_hash,
+    utc,
+)
+from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
+from serving.db import begin_write
+from serving.errors import ApiError, bad_parameter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("accountability", __name__)
+
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+FEEDBACK_FIELDS = ("request_id", "offer_id", "kind", "text", "customer_id")
+LEVEL_TEXT = {
+    "full": "Every kind of data you allowed, including your own purchases, ratings and clicks.",
+    "segment": "Only coarse data you allowed (age band, region, profile): offers popular with "
+               "customers like you, never your individual history.",
+    "none": "No personal data at all: the same popular offers everyone gets.",
+}
+
+
+class _database:
+    """Database failures as 503: the audit store is unreachable, not the request wrong."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(error, sa.exc.SQLAlchemyError):
+            log.error("audit store unavailable: %s", error)
+            raise ApiError(503, "not_ready", "the audit store is unavailable") from None
+        return False
+
+
+def _services():
+    return current_app.extensions["trustrec"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _moment(args: params.Query, name: str) -> datetime | None:
+    raw = args.single(name)
+    if raw is None:
+        return None
+    if raw.isascii() and raw.isdigit():
+        return datetime.fromtimestamp(int(raw), UTC)
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise bad_parameter(name, f"{name} must be unix seconds or an ISO 8601 time with a zone")
+    return moment.astimezone(UTC)
+
+
+# --- data usage -------------------------------------------------------------------------------
+@bp.get("/v1/customers/<customer_id>/data-usage")
+@require(STOREFRONT, ADMIN, own_customer=True)
+def data_usage(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    services = _services()
+    args = params.Query().only(("since", "until", "limit"))
+    until = _moment(args, "until") or _now()
+    since = _moment(args, "since") or until - timedelta(days=services.settings.audit_retention_days)
+    if since >= until:
+        raise bad_parameter("since", "since must be before until")
+    limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
+    services.audit.flush()  # this worker's queued records are part of the answer
+    with _database():
+        rows = customer_records(services.engine, customer_id, since, until)
+    taxonomy = services.consents.taxonomy
+    templates = Templates.default()
+    categories = []
+    for category in taxonomy.categories:
+        used = [r for r in rows if category in json.loads(r.categories_used)]
+        categories.append({
+            "category": category, "name": templates.name(category),
+            "purpose": taxonomy.purposes.get(category, ""), "responses": len(used),
+            "first_used": utc(used[-1].served_at).isoformat() if used else None,
+            "last_used": utc(used[0].served_at).isoformat() if used else None,
+            "model_versions": sorted({r.model_version for r in used}),
+        })
+    versions = sorted({r.model_version for r in rows})
+    return jsonify({
+        "request_id": g.request_id, "customer_id": customer_id,
+        "since": since.isoformat(), "until": until.isoformat(),
+        "responses": len(rows), "model_versions": versions,
+        "summary": _usage_summary(rows, categories, since, until),
+        "categories": categories,
+        "records": [record_dict(r) for r in rows[:limit]],
+        "truncated": len(rows) > limit,
+    })
+
+
+def _usage_summary(rows, categories: list[dict], since: datetime, until: datetime) -> str:
+    period = f"From {since:%d %B %Y %H:%M} to {until:%d %B %Y %H:%M} UTC"
+    if not rows:
+        return f"{period}, no offers were selected for you, so none of your data was used."
+    versions = sorted({r.model_version for r in rows})
+    parts = [f"{period}, an automated system (model version{'s' if len(versions) > 1 else ''} "
+             f"{', '.join(versions)}) selected offers or explained them for you "
+             f"{len(rows)} time{'s' if len(rows) > 1 else ''}."]
+    used = [c for c in categories if c["responses"]]
+    for c in used:
+        parts.append(f"{c['name']} was used {c['responses']} of those times, last on "
+                     f"{datetime.fromisoformat(c['last_used']):%d %B %Y %H:%M} UTC.")
+    unused = [c["name"] for c in categories if not c["responses"]]
+    if unused:
+        parts.append(f"Never used: {', '.join(unused)}.")
+    if not used:
+        parts.append("No personal data was used: the offers were the ones everyone gets.")
+    return " ".join(parts)
+
+
+# --- feedback and cases -------------------------------------------------------------------------
+@bp.post("/v1/feedback")
+def feedback():
+    principal = current_principal()
+    if principal.role not in (STOREFRONT, ADMIN, CUSTOMER):
+        raise ApiError(403, "forbidden", f"the {principal.role} role cannot do this")
+    params.no_query()
+    body = params.json_body()
+    for name in body:
+        if name not in FEEDBACK_FIELDS:
+            raise bad_parameter(name, f"unknown field {name!r}; expected: "
+                                      f"{', '.join(FEEDBACK_FIELDS)}")
+    request_id, offer_id, kind = body.get("request_id"), body.get("offer_id"), body.get("kind")
+    for name, value in (("request_id", request_id), ("offer_id", offer_id)):
+        if not isinstance(value, str) or not value or len(value) > 256:
+            raise bad_parameter(name, f"{name} must be a non-empty string")
+    if kind not in FEEDBACK_KINDS:
+        raise bad_parameter("kind", f"kind must be one of {', '.join(FEEDBACK_KINDS)}")
+    text = body.get("text")
+    if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
+        raise bad_parameter("text", f"text must be a string of at most {MAX_TEXT} characters")
+    if kind == "report" and not (text or "").strip():
+        raise bad_parameter("text", "a report needs a text saying what is wrong with the offer")
+    claimed = body.get("customer_id")
+    if principal.role == CUSTOMER:
+        if claimed is not None and claimed != principal.customer_id:
+            raise ApiError(403, "forbidden", "a customer token gives access to its own customer "
+                                             "only", "customer_id")
+        claimed = principal.customer_id
+    elif not isinstance(claimed, str) or not claimed:
+        raise bad_parameter("customer_id", "customer_id is required with an API key")
+    services = _services()
+    with _database():
+        served = served_record(services.engine, request_id, services.audit)
+        # one answer for "unknown" and "someone else's": it must not reveal other customers' ids
+        if served is None or served["customer_id"] != claimed:
+            raise ApiError(404, "unknown_request",
+                           f"no served response {request_id!r} for this customer", "request_id")
+        if offer_id not in served["offers"]:
+            raise ApiError(400, "unknown_offer",
+                           f"offer {offer_id!r} was not served in response {request_id!r}",
+                           "offer_id")
+        now = _now()
+        case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
+        with begin_write(services.engine) as connection:
+            if case_id is not None:
+                connection.execute(sa.insert(cases_table).values(
+                    case_id=case_id, customer_id=claimed, request_id=request_id,
+                    offer_id=offer_id, kind=kind, text=text, status="open", opened_at=now,
+                    updated_at=now))
+            connection.execute(sa.insert(feedback_table).values(
+                request_id=request_id, customer_id=claimed, offer_id=offer_id, kind=kind,
+                text=text, created_at=now, case_id=case_id))
+    body = {"request_id": g.request_id, "feedback_for": request_id, "offer_id": offer_id,
+            "kind": kind, "recorded_at": now.isoformat(), "case_id": case_id}
+    if case_id is not None:
+        body["message"] = ("A person will look at this. Keep the case id to follow it up."
+                           if kind == "talk_to_person" else
+                           "Thank you: a person will review this offer. Keep the case id.")
+    response = jsonify(body)
+    response.status_code = 201
+    return response
+
+
+def _case(row) -> dict:
+    return {
+        "case_id": row.case_id, "customer_id": row.customer_id, "request_id": row.request_id,
+        "offer_id": row.offer_id, "kind": row.kind, "text": row.text, "status": row.status,
+        "opened_at": utc(row.opened_at).isoformat(), "updated_at": utc(row.updated_at).isoformat(),
+        "resolved_at": None if row.resolved_at is None else utc(row.resolved_at).isoformat(),
+        "note": row.note,
+    }
+
+
+@bp.get("/v1/admin/cases")
+@require(ADMIN)
+def list_cases():
+    args = params.Query().only(("status", "limit"))
+    status = args.single("status")
+    if status is not None and status not in CASE_STATUSES:
+        raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
+    limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
+    query = sa.select(cases_table).order_by(cases_table.c.opened_at, cases_table.c.case_id)
+    if status is not None:
+        query = query.where(cases_table.c.status == status)
+    with _database(), _services().engine.connect() as connection:
+        rows = connection.execute(query.limit(limit)).all()
+    return jsonify({"request_id": g.request_id, "cases": [_case(r) for r in rows]})
+
+
+@bp.patch("/v1/admin/cases/<case_id>")
+@require(ADMIN)
+def update_case(case_id: str):
+    params.no_query()
+    body = params.json_body()
+    for name in body:
+        if name not in ("status", "note"):
+            raise bad_parameter(name, f"unknown field {name!r}; expected: status, note")
+    status, note = body.get("status"), body.get("note")
+    if status not in CASE_STATUSES:
+        raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_TEXT):
+        raise bad_parameter("note", f"note must be a string of at most {MAX_TEXT} characters")
+    now = _now()
+    with _database(), begin_write(_services().engine) as connection:
+        row = connection.execute(
+            sa.select(cases_table).where(cases_table.c.case_id == case_id)).first()
+        if row is None:
+            raise ApiError(404, "unknown_case", f"no case {case_id!r}", "case_id")
+        values = {"status": status, "updated_at": now,
+                  "resolved_at": (row.resolved_at or now) if status in CLOSED_STATUSES else None}
+        if note is not None:
+            values["note"] = note
+        connection.execute(
+            sa.update(cases_table).where(cases_table.c.case_id == case_id).values(**values))
+        row = connection.execute(
+            sa.select(cases_table).where(cases_table.c.case_id == case_id)).first()
+    return jsonify({"request_id": g.request_id, "case": _case(row)})
+
+
+# --- policy and model card -----------------------------------------------------------------------
+@bp.get("/v1/policy")
+def policy():
+    from recommender.fairness import latest_audit_summary
+    from serving.recommend import DISCLOSURE
+
+    params.no_query()
+    services = _services()
+    settings = services.settings
+    taxonomy = services.consents.taxonomy
+    templates = Templates.default()
+    try:
+        model = services.cache.snapshot()
+    except Exception as exc:  # the policy stays readable without a model
+        log.warning("policy without a model card: %s", exc)
+        model = None
+    card = None
+    if model is not None:
+        manifest = model.manifest
+        in_model = model.in_model
+        categories = model.model.categories
+        not_used = [c for i, c in enumerate(categories) if in_model is not None and not in_model[i]]
+        not_used += [c for c in taxonomy.categories if c not in categories]
+        card = {
+            "version": model.version, "model": manifest.get("model"),
+            "trained_at": manifest.get("created_at"),
+            "data": manifest.get("counts", {}), "metrics": manifest.get("metrics", {}),
+            "hyperparameters": manifest.get("hyperparameters", {}),
+            "history_mode": manifest.get("history_mode"),
+            "categories": list(categories),
+            "does_not_use": {
+                "categories": sorted(set(not_used)),
+                "text": "The model uses only the data categories listed, and for each customer "
+                        "only those the customer allowed. It does not use any data outside them: "
+                        "no browsing outside the shop, no data bought from third parties, no "
+                        "inferred sensitive traits.",
+            },
+            "fairness_audit": latest_audit_summary(settings.audits_dir, model.version),
+        }
+    response = jsonify({
+        "request_id": g.request_id,
+        "automated": True, "disclosure": DISCLOSURE,
+        "categories": [{"category": c, "name": templates.name(c),
+                        "purpose": taxonomy.purposes.get(c, ""),
+                        "attributes": taxonomy.attributes_in(c)} for c in taxonomy.categories],
+        "levels": [{"level": level, "text": LEVEL_TEXT.get(level, "")} for level in LEVELS],
+        "default": {"regime": services.consents.regime,
+                    "consent": services.consents.default.to_dict()},
+        "retention": {"audit_days": settings.audit_retention_days,
+                      "text": f"Records of the offers shown to you and why are kept "
+                              f"{settings.audit_retention_days} days, then deleted."},
+        "opt_out": {"href": "/v1/customers/{customer_id}/consent", "method": "PUT",
+                    "text": "Choose which kinds of data may be used, or set the level to none "
+                            "for offers without any personal data; it applies from the very "
+                            "next request."},
+        "erasure": {"href": "/v1/customers/{customer_id}", "method": "DELETE",
+                    "text": "Ask for all your data to be erased; you get a receipt."},
+        "contact": {"href": "/v1/feedback", "method": "POST", "kind": "talk_to_person",
+                    "text": settings.contact or "Send feedback of kind talk_to_person on any "
+                                                "offer: a person takes it up and you get a "
+                                                "case id."},
+        "model_card": card,
+    })
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+# --- public statistics ------------------------------------------------------------------------------
+_stats_lock = threading.Lock()
+
+
+@bp.get("/v1/stats")
+def stats():
+    params.no_query()
+    services = _services()
+    ttl = services.settings.stats_cache_seconds
+    cache = current_app.extensions.setdefault("trustrec_stats", {})
+    with _stats_lock:
+        cached = cache.get("value")
+        if cached is None or time.monotonic() - cache["at"] >= ttl:
+            services.audit.flush()
+            with _database():
+                cached = compute_stats(services.engine, _now())
+            cache.update(value=cached, at=time.monotonic())
+    response = jsonify({"request_id": g.request_id} | cached)
+    response.headers["Cache-Control"] = f"public, max-age={ttl}"
+    return response
+
+
+def compute_stats(engine, now: datetime) -> dict:
+    """The public figures over the last day, the last week and since launch, from the records."""
+    windows = {"day": now - timedelta(days=1), "week": now - timedelta(days=7), "all": None}
+    out = {"computed_at": now.isoformat(), "windows": {}}
+    with engine.connect() as connection:
+        for name, since in windows.items():
+            out["windows"][name] = _window(connection, since, now)
+    return out
+
+
+def _window(connection, since: datetime | None, until: datetime) -> dict:
+    s, f, c = served_table.c, feedback_table.c, cases_table.c
+
+    def within(column):
+        return sa.and_(column >= since, column <= until) if since is not None else column <= until
+
+    served = connection.execute(
+        sa.select(s.endpoint, s.n_offers, s.latency_ms).where(within(s.served_at))).all()
+    offers_served = sum(r.n_offers for r in served if r.endpoint == "offers")
+    latencies = sorted(r.latency_ms for r in served if r.latency_ms is not None)
+    kinds = dict(connection.execute(
+        sa.select(f.kind, sa.func.count()).where(within(f.created_at)).group_by(f.kind)).all())
+    distinct = {kind: connection.execute(
+        sa.select(sa.func.count()).select_from(
+            sa.select(f.request_id, f.offer_id).where(within(f.created_at), f.kind == kind)
+            .distinct().subquery())).scalar_one() for kind in POSITIVE_KINDS}
+    total_feedback = sum(kinds.values())
+    positive = sum(kinds.get(kind, 0) for kind in POSITIVE_KINDS)
+    opened = dict(connection.execute(
+        sa.select(c.kind, sa.func.count()).where(within(c.opened_at)).group_by(c.kind)).all())
+    resolved = dict(connection.execute(
+        sa.select(c.kind, sa.func.count())
+        .where(c.resolved_at.is_not(None), within(c.resolved_at)).group_by(c.kind)).all())
+    return {
+        "since": None if since is None else since.isoformat(),
+        "offer_responses": sum(1 for r in served if r.endpoint == "offers"),
+        "explanations": sum(1 for r in served if r.endpoint == "why"),
+        "offers_served": offers_served,
+        "clicked_share": _share(distinct["clicked"], offers_served),
+        "purchased_share": _share(distinct["purchased"], offers_served),
+        "feedback": total_feedback,
+        "positive_feedback_share": _share(positive, total_feedback),
+        "reports": {"opened": opened.get("report", 0), "resolved": resolved.get("report", 0)},
+        "handoffs": {"opened": opened.get("talk_to_person", 0),
+                     "resolved": resolved.get("talk_to_person", 0)},
+        "latency_ms": {"median": statistics.median(latencies) if latencies else None,
+                       "p95": _percentile(latencies, 0.95)},
+    }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest rank: the smallest value with at least q of the values at or below it."""
+    if not values:
+        return None
+    rank = max(1, -(-int(q * 1000 * len(values)) // 1000))
+    return values[min(rank, len(values)) - 1]
+
+
+# --- erasure -------------------------------------------------------------------------------------
+@bp.delete("/v1/customers/<customer_id>")
+@require(ADMIN, own_customer=True)
+def erase(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    services = _services()
+    services.audit.flush()  # queued records of this customer must be deleted too
+    now = _now()
+    with _database():
+        consent_rows = services.consents.delete(customer_id)
+        redis_keys = services.store.delete_customer(customer_id)
+        with begin_write(services.engine) as connection:
+            counts = {
+                "served_responses": connection.execute(sa.delete(served_table).where(
+                    served_table.c.customer_id == customer_id)).rowcount,
+                "feedback": connection.execute(sa.delete(feedback_table).where(
+                    feedback_table.c.customer_id == customer_id)).rowcount,
+                "cases": connection.execute(sa.delete(cases_table).where(
+                    cases_table.c.customer_id == customer_id)).rowcount,
+            }
+            counts |= {"consent_rows": consent_rows, "redis_keys": redis_keys}
+            digest = subject_hash(customer_id, services.settings.secret_key)
+            receipt_id = connection.execute(sa.insert(erasures_table).values(
+                subject_hash=digest, erased_at=now, counts=json.dumps(counts, sort_keys=True))
+            ).inserted_primary_key[0]
+    return jsonify({
+        "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),
+        "subject_hash": digest, "removed": counts,
+        "excluded_from_training": True,
+        "text": "Your consent, your interactions, your stored profile and the records of the "
+                "offers shown to you have been erased. Only an anonymous note that an erasure "
+                "happened is kept, and you will not be part of the next training run.",
+    })

@@ -1,0 +1,331 @@
+"""The audit trail: every served offers/why response, feedback on it, the cases staff handle, and
+the tombstones of erasures, in the same SQL database as consent (serving.db).
+
+Recording stays off the request path: `AuditWriter` (the `on_served` hook) puts the row on a
+bounded queue and one background thread writes batches, each in one transaction. When the queue is
+full the request blocks up to `block_ms`; if there is still no room, the row is written
+synchronously in the request (a full queue is counted in `trustrec_audit_queue_full_total` and
+logged). A row is never dropped: if that synchronous write fails, the hook raises and the client
+gets a 500 instead of offers that could not be recorded. The background thread retries a failed
+batch until it commits; `flush()` waits for everything queued, and runs at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from serving.audit import ServedRecord
+from serving.consent_store import MAX_ID_LENGTH
+from serving.db import begin_write, metadata
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_KINDS = ("clicked", "purchased", "dismissed", "not_relevant", "report", "talk_to_person")
+POSITIVE_KINDS = ("clicked", "purchased")
+CASE_KINDS = ("report", "talk_to_person")
+CASE_STATUSES = ("open", "in_progress", "resolved", "closed")
+CLOSED_STATUSES = ("resolved", "closed")
+MAX_TEXT = 2000
+
+_ID = sa.String(MAX_ID_LENGTH)
+_SERIAL = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+served_table = sa.Table(
+    "served_responses", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("served_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("customer_id", _ID, nullable=False, index=True),
+    sa.Column("endpoint", sa.String(16), nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
+    sa.Column("personalization", sa.String(16), nullable=False),
+    sa.Column("consent_source", sa.String(16), nullable=False),
+    sa.Column("categories_used", sa.Text, nullable=False),  # JSON list
+    sa.Column("n_offers", sa.Integer, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=True),  # from request start to the hook
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: actor, consent, offers, params
+)
+
+feedback_table = sa.Table(
+    "feedback", metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("customer_id", _ID, nullable=False, index=True),
+    sa.Column("offer_id", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("case_id", sa.String(64), nullable=True),
+)
+
+cases_table = sa.Table(
+    "cases", metadata,
+    sa.Column("case_id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", _ID, nullable=False, index=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("offer_id", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),  # staff's latest note
+)
+
+erasures_table = sa.Table(
+    "erasures", metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("subject_hash", sa.String(64), nullable=False, index=True),  # HMAC of the id
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),  # JSON: what was removed, by store
+)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def row_from(record: ServedRecord, latency_ms: float | None) -> dict:
+    return {
+        "request_id": record.request_id,
+        "served_at": datetime.fromtimestamp(record.served_at, UTC),
+        "customer_id": record.customer_id,
+        "endpoint": record.endpoint,
+        "model_version": record.model_version,
+        "personalization": record.personalization,
+        "consent_source": record.consent_source,
+        "categories_used": json.dumps(list(record.categories_used)),
+        "n_offers": len(record.offers),
+        "latency_ms": latency_ms,
+        "payload": json.dumps({
+            "actor": record.actor, "consent": record.consent,
+            "offers": [[offer, score] for offer, score in record.offers],
+            "params": record.params,
+            "reasons": getattr(record, "reasons", None) or {},
+        }, default=str),
+    }
+
+
+def record_dict(row) -> dict:
+    """A served_responses row as the API shows it."""
+    payload = json.loads(row.payload)
+    return {
+        "request_id": row.request_id,
+        "served_at": utc(row.served_at).isoformat(),
+        "endpoint": row.endpoint,
+        "model_version": row.model_version,
+        "personalization": row.personalization,
+        "consent": payload.get("consent"),
+        "consent_source": row.consent_source,
+        "categories_used": json.loads(row.categories_used),
+        "offers": [{"offer_id": o, "score": s} for o, s in payload.get("offers", [])],
+        "reasons": payload.get("reasons") or {},
+        "latency_ms": row.latency_ms,
+    }
+
+
+_STOP = object()
+
+
+class AuditWriter:
+    """The `on_served` hook that records every served response (see the module docstring)."""
+
+    def __init__(
+        self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 500,
+        block_ms: int = 50, on_full: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.engine, self.batch_size, self.block_s = engine, batch_size, block_ms / 1000
+        self.on_full, self.clock = on_full, clock
+        self.queue_full_total = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._pending: dict[str, dict] = {}  # request id -> row, until committed
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="trustrec-audit", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # --- the hook ---------------------------------------------------------------------------
+    def __call__(self, record: ServedRecord) -> None:
+        self.submit(record, _request_latency_ms(self.clock))
+
+    def submit(self, record: ServedRecord, latency_ms: float | None = None) -> None:
+        row = row_from(record, latency_ms)
+        with self._lock:
+            self._pending[row["request_id"]] = row
+        if not self._closed:
+            try:
+                self._queue.put(row, timeout=self.block_s)
+                return
+            except queue.Full:
+                self.queue_full_total += 1
+                if self.on_full is not None:
+                    self.on_full()
+                log.warning("audit queue full (%d rows): writing request %s synchronously",
+                            self._queue.maxsize, row["request_id"])
+        try:
+            self._write([row])  # raises: the client gets a 500, the row is not lost silently
+        finally:
+            with self._lock:
+                self._pending.pop(row["request_id"], None)
+
+    # --- reading what may not be committed yet ------------------------------------------------
+    def pending(self, request_id: str) -> dict | None:
+        with self._lock:
+            return self._pending.get(request_id)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def flush(self) -> None:
+        """Return once every row queued so far is committed."""
+        if self._thread.is_alive():
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+        if self._pending:
+            log.error("audit writer closed with %d rows not written", len(self._pending))
+
+    # --- the background thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                self._queue.task_done()
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.batch_size:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            self._write_retrying(batch)
+            for _ in range(len(batch) + stop):
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write_retrying(self, batch: list[dict]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self._write(batch)
+            except Exception as exc:
+                log.error("audit batch of %d rows not written, retrying: %s", len(batch), exc)
+                if self._closed and delay > 2:
+                    log.error("audit writer closing: %d rows lost", len(batch))
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            with self._lock:
+                for row in batch:
+                    self._pending.pop(row["request_id"], None)
+            return
+
+    def _write(self, rows: list[dict]) -> None:
+        with begin_write(self.engine) as connection:
+            connection.execute(sa.insert(served_table), rows)
+
+
+def _request_latency_ms(clock: Callable[[], float]) -> float | None:
+    from flask import g, has_request_context
+
+    if not has_request_context():
+        return None
+    started = g.get("started")
+    return None if started is None else (clock() - started) * 1000
+
+
+# --- queries -----------------------------------------------------------------------------------
+def served_record(engine: Engine, request_id: str, writer: AuditWriter | None = None) -> dict | None:
+    """{"customer_id", "offers": [offer ids]} of a served response, including one still queued."""
+    if writer is not None:
+        row = writer.pending(request_id)
+        if row is not None:
+            payload = json.loads(row["payload"])
+            return {"customer_id": row["customer_id"],
+                    "offers": [o for o, _ in payload["offers"]]}
+    query = sa.select(served_table.c.customer_id, served_table.c.payload).where(
+        served_table.c.request_id == request_id)
+    with engine.connect() as connection:
+        found = connection.execute(query).first()
+    if found is None:
+        return None
+    return {"customer_id": found.customer_id,
+            "offers": [o for o, _ in json.loads(found.payload)["offers"]]}
+
+
+def customer_records(
+    engine: Engine, customer_id: str, since: datetime | None, until: datetime | None,
+) -> list:
+    query = sa.select(served_table).where(served_table.c.customer_id == customer_id)
+    if since is not None:
+        query = query.where(served_table.c.served_at >= since)
+    if until is not None:
+        query = query.where(served_table.c.served_at < until)
+    query = query.order_by(served_table.c.served_at.desc(), served_table.c.request_id)
+    with engine.connect() as connection:
+        return connection.execute(query).all()
+
+
+def purge(engine: Engine, days: int, now: datetime | None = None) -> dict[str, int]:
+    """Delete served responses and feedback older than `days`, and cases closed before then.
+    Returns rows removed per table."""
+    if days < 1:
+        raise ValueError("retention must be at least one day")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    with begin_write(engine) as connection:
+        served = connection.execute(
+            sa.delete(served_table).where(served_table.c.served_at < cutoff)).rowcount
+        feedback = connection.execute(
+            sa.delete(feedback_table).where(feedback_table.c.created_at < cutoff)).rowcount
+        cases = connection.execute(sa.delete(cases_table).where(
+            cases_table.c.status.in_(CLOSED_STATUSES), cases_table.c.updated_at < cutoff)).rowcount
+    return {"served_responses": served, "feedback": feedback, "cases": cases}
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+def subject_hash(customer_id: str, secret: str) -> str:
+    """How a tombstone names an erased customer: an HMAC of the id, never the id itself."""
+    return hmac.new(secret.encode(), customer_id.encode(), hashlib.sha256).hexdigest()
+
+
+def erased_ids(engine: Engine) -> set[str]:
+    """Subject hashes of every erased customer (training excludes these, see `is_erased`)."""
+    with engine.connect() as connection:
+        return set(connection.execute(sa.select(erasures_table.c.subject_hash)).scalars())
+
+
+def is_erased(customer_ids: Iterable[str], hashes: set[str], secret: str) -> set[str]:
+    """The ids among `customer_ids` whose erasure is recorded (hash each with the same secret)."""
+    return {c for c in customer_ids if subject_hash(str(c), secret) in hashes}
