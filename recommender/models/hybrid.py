@@ -29,7 +29,8 @@ class HybridRecommender(BaseEstimator):
 
     history: "items" represents history as the normalized sum of embeddings of past offers
     (decomposes per past offer, updates without retraining); "identity" learns one embedding per
-    customer; "blend" gives each half the history weight (recommender.features.IDENTITY_SHARE). user_categories limits the categories that feed the model (None: all);
+    customer; "blend" gives each half the history weight (recommender.features.IDENTITY_SHARE).
+    user_categories limits the categories that feed the model (None: all);
     exclude_attributes leaves named attributes out entirely (fairness through unawareness).
     item_attribute_weight: weight the offer attributes share beside the offer's identity (0: pure CF).
     epochs is the maximum; with a validation set, training stops after `patience` epochs without
