@@ -471,3 +471,9 @@ def test_blend_history_splits_into_past_offers_and_the_learned_profile():
             for criterion in explanations.criteria(i):
                 named = [p["offer_id"] for p in criterion.data.get("past_offers", [])]
                 assert set(named) <= set(state.history)
+
+
+def test_top_category_matches_the_driver_for_the_served_blend():
+    share = driver_agreement(synthetic_blend(), storefront())
+    print(f"\nserved hybrid (blend): top category is the driver for {share:.1%}")
+    assert share > 0.5
