@@ -2,9 +2,10 @@
 `on_served` as a ServedRecord before it is sent (design.md: a record of what was served, why, and
 with which model).
 
-The default records nothing. A writer is given as TRUSTREC_ON_SERVED in create_app's config. It
-runs in the request: if it raises, the client gets a 500 and not the offers, so nothing is served
-that could not be recorded.
+create_app installs serving.audit_log.AuditWriter, which records every response in the database
+(off the request path, through a bounded queue); a hook given as TRUSTREC_ON_SERVED in create_app's
+config runs after it. Hooks run in the request: if one raises, the client gets a 500 and not the
+offers, so nothing is served that could not be recorded.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ class ServedRecord:
     categories_used: list[str]
     offers: list[tuple[str, float]]  # (offer id, score), in the order served
     params: dict = field(default_factory=dict)  # the request's parameters that shaped the answer
+    # offer id -> its top criteria as served (category, text, share, direction); recorded by
+    # serving.audit_log when the API layer fills it in
+    reasons: dict = field(default_factory=dict)
 
 
 OnServed = Callable[[ServedRecord], None]
 
 
 def on_served(record: ServedRecord) -> None:
-    """The default hook: records nothing."""
+    """A hook that records nothing (create_app uses serving.audit_log.AuditWriter)."""

@@ -116,7 +116,7 @@ def row_from(record: ServedRecord, latency_ms: float | None) -> dict:
             "actor": record.actor, "consent": record.consent,
             "offers": [[offer, score] for offer, score in record.offers],
             "params": record.params,
-            "reasons": getattr(record, "reasons", None) or {},
+            "reasons": record.reasons,
         }, default=str),
     }
 
@@ -194,10 +194,21 @@ class AuditWriter:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    def flush(self) -> None:
-        """Return once every row queued so far is committed."""
-        if self._thread.is_alive():
-            self._queue.join()
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every row queued so far is committed; False if that took over `timeout`
+        seconds (the database is down: the rows stay queued and the writer keeps retrying)."""
+        deadline = time.monotonic() + timeout
+        done = self._queue.all_tasks_done
+        with done:  # the queue's own lock: nothing in here may call the queue's methods
+            while self._queue.unfinished_tasks and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                done.wait(left)
+            else:
+                return True
+        log.warning("audit flush timed out with %d rows queued", self.depth)
+        return False
 
     def close(self) -> None:
         if self._closed:
