@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import replace
 
 from recommender.artifacts import save_artifact
 from recommender.cli import parse_params, parse_value, write_json
@@ -52,8 +54,31 @@ def _consented(dataset, url: str | None, regime: str):
 
     engine = make_engine(url)
     create_schema(engine)
+    dataset, erased = _without_erased(dataset, engine)
     store = ConsentStore(engine, dataset.taxonomy, regime)
-    return training_data(dataset, store.consents(), store.default)
+    view, counts = training_data(dataset, store.consents(), store.default)
+    return view, counts | {"customers_erased": erased}
+
+
+def _without_erased(dataset, engine):
+    """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
+    made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
+    from serving.audit_log import erased_ids, is_erased
+
+    hashes = erased_ids(engine)
+    if not hashes:
+        return dataset, 0
+    secret = os.environ.get("TRUSTREC_SECRET_KEY")
+    if not secret:
+        raise TrustRecError(
+            f"{len(hashes)} erased customers are recorded: set TRUSTREC_SECRET_KEY (the serving "
+            "secret) so that training can leave them out"
+        )
+    erased = is_erased(dataset.customers.index.astype(str), hashes, secret)
+    customers = dataset.customers.drop(index=list(erased))
+    interactions = dataset.interactions[~dataset.interactions["customer_id"].isin(erased)]
+    interactions = interactions.reset_index(drop=True)
+    return replace(dataset, customers=customers, interactions=interactions), len(erased)
 
 
 def _levels(name: str) -> tuple[str, ...]:

@@ -68,7 +68,11 @@ def test_every_served_response_is_recorded_with_what_was_used(app, client):
     payload = json.loads(record.payload)
     assert payload["consent"] == body["consent"]
     assert payload["offers"] == [[o["offer_id"], o["score"]] for o in body["offers"]]
+    assert payload["reasons"] == {o["offer_id"]: o["criteria"] for o in body["offers"]}
+    assert all(payload["reasons"].values())
     assert records[why["request_id"]].endpoint == "why"
+    why_reasons = json.loads(records[why["request_id"]].payload)["reasons"]
+    assert why_reasons == {why["offer_id"]: why["criteria"][:2]}
 
 
 def test_an_audit_record_exists_for_every_response_under_concurrent_load(app):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,38 @@ def test_evaluate_prints_the_table_and_writes_json(tmp_path):
     models = json.loads(out.read_text())["models"]
     assert set(models) == {"popularity", "itemknn-cosine"}
     assert models["itemknn-cosine"]["ndcg@10"] > models["popularity"]["ndcg@10"]
+
+
+def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from recommender.consent import Consent
+    from recommender.taxonomy import Taxonomy
+    from serving.audit_log import erasures_table, subject_hash
+    from serving.consent_store import ConsentStore
+    from serving.db import create_schema, make_engine
+
+    url = f"sqlite:///{tmp_path / 'trustrec.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(erasures_table).values(
+            subject_hash=subject_hash("c00001", "s" * 32), erased_at=datetime.now(UTC), counts="{}"))
+    ConsentStore(engine, Taxonomy.default()).set(
+        "c00002", Consent(frozenset({"demographics"}), "full"), actor="c00002", source="customer")
+    engine.dispose()
+    result = subprocess.run(
+        [sys.executable, "-m", "recommender.cli", "train", "--model", "popularity",
+         "--consent-db", url, "--out", str(tmp_path / "models")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TRUSTREC_SECRET_KEY": "s" * 32},
+    )
+    assert result.returncode == 0, result.stderr
+    [path] = (tmp_path / "models").iterdir()
+    artifact = load_artifact(path)
+    assert artifact.manifest["counts"]["customers_erased"] == 1
+    assert "c00001" not in artifact.customer_rows
+    assert artifact.manifest["counts"]["customers_history_excluded"] == 1
+    assert "c00002" not in set(artifact.history["customer_id"])

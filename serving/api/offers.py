@@ -71,6 +71,13 @@ def _filter(args: params.Query) -> tuple[str, str, str] | None:
     return (attribute, value, "filter")
 
 
+def _reasons(endpoint: str, body: dict) -> dict:
+    """Offer id -> the top criteria as the customer saw them, for the audit trail."""
+    if endpoint == "offers":
+        return {o["offer_id"]: o.get("criteria", []) for o in body.get("offers", [])}
+    return {body.get("offer_id"): body.get("criteria", [])[:2]} if body.get("criteria") else {}
+
+
 def _respond(services, endpoint: str, result: Result, request_params: dict):
     request_id = g.request_id
     body = {"request_id": request_id} | result.body
@@ -81,6 +88,7 @@ def _respond(services, endpoint: str, result: Result, request_params: dict):
         model_version=audit["model_version"], personalization=audit["personalization"],
         consent=audit["consent"], consent_source=audit["consent_source"],
         categories_used=audit["categories_used"], offers=audit["offers"], params=request_params,
+        reasons=_reasons(endpoint, body),
     ))
     services.metrics.serving(audit["model_version"])
     if endpoint == "offers":
