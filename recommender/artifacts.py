@@ -32,8 +32,28 @@ _MODEL_ARRAYS = (
 )
 
 
+class ManifestView:
+    """What a trained model and a served version of it derive alike from `manifest` and `offers`."""
+
+    manifest: dict
+    offers: pd.DataFrame
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_dict(self.manifest["taxonomy"])
+
+    @property
+    def history_mode(self) -> str | None:
+        """"items", "identity", "blend" or None (models that cannot place unseen customers)."""
+        return self.manifest.get("history_mode")
+
+    @cached_property
+    def offer_columns(self) -> dict[str, int]:
+        return {str(o): col for col, o in enumerate(self.offers.index)}
+
+
 @dataclass(eq=False)
-class Artifact:
+class Artifact(ManifestView):
     """A trained model with what serving and explanation need to use it without LightFM.
 
     customers: attributes by customer_id (the model's rows, in order); offers: title and attributes
@@ -51,22 +71,9 @@ class Artifact:
     def version(self) -> str:
         return self.manifest["version"]
 
-    @property
-    def taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_dict(self.manifest["taxonomy"])
-
-    @property
-    def history_mode(self) -> str | None:
-        """"items", "identity", "blend" or None (models that cannot place unseen customers)."""
-        return self.manifest.get("history_mode")
-
     @cached_property
     def customer_rows(self) -> dict[str, int]:
         return {str(c): row for row, c in enumerate(self.customers.index)}
-
-    @cached_property
-    def offer_columns(self) -> dict[str, int]:
-        return {str(o): col for col, o in enumerate(self.offers.index)}
 
     @cached_property
     def histories(self) -> dict[str, tuple[str, ...]]:

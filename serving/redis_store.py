@@ -43,9 +43,8 @@ import redis
 
 from recommender import ranking
 from recommender.additive import AdditiveModel, FeatureSpace
-from recommender.artifacts import Artifact
+from recommender.artifacts import Artifact, ManifestView
 from recommender.errors import TrustRecError
-from recommender.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,7 @@ def encode_items(artifact: Artifact) -> bytes:
 
 
 @dataclass(eq=False)
-class LoadedModel:
+class LoadedModel(ManifestView):
     """One version's item side, in memory: no per-customer partials (those stay in Redis).
 
     Has the two Artifact fields ranking.rank reads (model, offer_columns), so
@@ -268,18 +267,6 @@ class LoadedModel:
     offers: pd.DataFrame
     popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
     in_model: np.ndarray | None = None  # (G,) bool: categories any trained customer had data in
-
-    @cached_property
-    def taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_dict(self.manifest["taxonomy"])
-
-    @property
-    def history_mode(self) -> str | None:
-        return self.manifest.get("history_mode")
-
-    @cached_property
-    def offer_columns(self) -> dict[str, int]:
-        return {str(o): col for col, o in enumerate(self.offers.index)}
 
     @cached_property
     def popular_columns(self) -> np.ndarray:
