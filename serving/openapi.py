@@ -454,6 +454,10 @@ _OFFERS_PARAMETERS = [
     {"name": "filter", "in": "query", "description": "Only offers whose attribute holds a "
      "value: ATTRIBUTE:VALUE (e.g. genre:Comedy); unknown attribute or value is a 400.",
      "schema": {"type": "string", "pattern": "^[^:]+:.+$"}},
+    {"name": "calibrate", "in": "query", "description": "Re-rank the top 100 towards the category "
+     "mix of the customer's own history with this strength (0: off; Steck's calibrated "
+     "recommendations). Needs interaction history to be allowed; otherwise the plain order.",
+     "schema": {"type": "number", "minimum": 0, "maximum": 1, "default": 0}},
     _ATTRIBUTES,
 ]
 

@@ -21,6 +21,7 @@ import numpy as np
 from explain.criteria import OfferExplanations
 from explain.templates import Templates
 from recommender.consent import FULL, NONE, SEGMENT, Consent, category_mask
+from recommender.fairness.rerank import CalibratedReranker
 from recommender.ranking import rank
 from recommender.taxonomy import HISTORY
 from serving.consent_cache import ConsentCache, Decision
@@ -46,6 +47,7 @@ class OffersQuery:
     filter: tuple[str, str] | None = None  # (offer attribute, value)
     filter_field: str = "filter"  # the query parameter it came from, for error messages
     attributes: Mapping[str, str] | None = None  # cold start: the customer's attribute values
+    calibrate: float = 0.0  # strength of the calibrated re-rank (recommender.fairness), 0: off
 
 
 @dataclass
@@ -72,14 +74,30 @@ class Recommender:
         self.cache, self.consents = cache, consents
         self.templates = templates or Templates.default()
         self.top_criteria = top_criteria
+        self._rerankers: dict[tuple[str, float], CalibratedReranker] = {}
+
+    def _reranker(self, version: ServedVersion, strength: float) -> CalibratedReranker:
+        """One re-ranker per version and strength: its offer-category matrix is built once."""
+        key = (version.version, strength)
+        reranker = self._rerankers.get(key)
+        if reranker is None:
+            if len(self._rerankers) > 16:
+                self._rerankers.clear()
+            reranker = self._rerankers[key] = CalibratedReranker(version, strength)
+        return reranker
 
     def offers(self, customer_id: str, query: OffersQuery) -> Result:
         view, version, decision, allowed = self._customer(customer_id, query.attributes)
         exclude = query.exclude
         if query.filter is not None:
             exclude = exclude + _outside(version, *query.filter, query.filter_field)
-        columns, scores = rank(version, view.state, allowed, query.k, exclude=exclude,
-                               exclude_history=query.exclude_purchased)
+        if query.calibrate > 0:
+            reranker = self._reranker(version, query.calibrate)
+            columns, scores = reranker.rank(view.state, allowed, query.k, exclude=exclude,
+                                            exclude_history=query.exclude_purchased)
+        else:
+            columns, scores = rank(version, view.state, allowed, query.k, exclude=exclude,
+                                   exclude_history=query.exclude_purchased)
         stored = is_stored(view.state, view.record)
         if query.explain:
             explanations = explain_offers(version, view.state, allowed, columns, stored=stored,

@@ -147,10 +147,11 @@ class CalibratedReranker:
         return list_distributions(history, self.offer_categories)[0]
 
     def rank(self, state: CustomerState, allowed: np.ndarray, k: int, *,
-             exclude: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+             exclude: Iterable[str] = (), exclude_history: bool = True,
+             ) -> tuple[np.ndarray, np.ndarray]:
         """(offer columns, model scores) of the calibrated top k, best first."""
         columns, scores = rank(self.artifact, state, allowed, max(k, self.n_candidates),
-                               exclude=exclude)
+                               exclude=exclude, exclude_history=exclude_history)
         history_allowed = bool(allowed[self.artifact.model.categories.index(HISTORY)])
         target = self.target(state) if history_allowed else np.zeros(len(self.categories))
         picked = calibrated_rerank(columns, scores, self.offer_categories, target, k,

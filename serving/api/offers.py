@@ -14,7 +14,7 @@ from serving.recommend import OffersQuery, Result
 
 bp = Blueprint("offers", __name__, url_prefix="/v1/customers/<customer_id>")
 
-OFFERS_PARAMS = ("k", "explain", "exclude", "exclude_purchased", "category", "filter")
+OFFERS_PARAMS = ("k", "explain", "exclude", "exclude_purchased", "category", "filter", "calibrate")
 ATTRIBUTE_PREFIX = "attr."
 DEFAULT_K = 10
 
@@ -34,13 +34,14 @@ def offers(customer_id: str):
         filter=spec[:2] if spec else None,
         filter_field=spec[2] if spec else "filter",
         attributes=args.prefixed(ATTRIBUTE_PREFIX),
+        calibrate=args.fraction("calibrate", 0.0),
     )
     result = services.recommender.offers(customer_id, query)
     return _respond(services, "offers", result, {
         "k": query.k, "explain": query.explain, "exclude": list(query.exclude),
         "exclude_purchased": query.exclude_purchased,
         "filter": None if query.filter is None else ":".join(query.filter),
-        "attributes": dict(query.attributes or {}),
+        "attributes": dict(query.attributes or {}), "calibrate": query.calibrate,
     })
 
 

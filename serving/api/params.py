@@ -70,6 +70,19 @@ class Query:
             return False
         raise bad_parameter(name, f"{name} must be true or false, not {raw!r}")
 
+    def fraction(self, name: str, default: float) -> float:
+        """A number from 0 to 1."""
+        raw = self.single(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= 1:
+            raise bad_parameter(name, f"{name} must be a number from 0 to 1, not {raw!r}")
+        return value
+
     def id_list(self, name: str) -> tuple[str, ...]:
         raw = self.single(name)
         if not raw:
