@@ -98,26 +98,17 @@ def evaluate(args: argparse.Namespace) -> int:
             train_and_evaluate(dataset, name, seed=seed, k=args.k, levels=_levels(name))
             for seed in range(args.seeds)
         ]
-        rows[name] = mean_and_spread(runs) | {
+        rows[name] = mean_and_spread([r.test_metrics for r in runs]) | {
             "train seconds": sum(r.train_seconds for r in runs) / len(runs)
         }
         for level in runs[0].level_metrics:
-            rows[f"{name} [consent {level}]"] = mean_and_spread(
-                [_LevelView(r, level) for r in runs]
-            )
+            rows[f"{name} [consent {level}]"] = mean_and_spread([r.level_metrics[level] for r in runs])
     columns = [c.format(k=args.k) for c in TABLE_COLUMNS]
     print(f"{dataset.name}: {dataset.summary()}, k={args.k}, mean over {args.seeds} seed(s)")
     print(format_table(rows, columns))
     if args.json_path:
         write_json(args.json_path, {"dataset": dataset.name, "seeds": args.seeds, "models": rows})
     return 0
-
-
-class _LevelView:
-    """A run seen through one consent level's test metrics (for mean_and_spread)."""
-
-    def __init__(self, run, level: str) -> None:
-        self.test_metrics = run.level_metrics[level]
 
 
 def tune(args: argparse.Namespace) -> int:

@@ -112,9 +112,8 @@ def _jsonable(params: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
 
 
-def mean_and_spread(runs: list[TrainingRun], key: str = "test_metrics") -> dict[str, float]:
+def mean_and_spread(rows: list[dict[str, float]]) -> dict[str, float]:
     """Mean over seeds of every metric, with the standard deviation of NDCG."""
-    rows = [getattr(run, key) for run in runs]
     out = {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
     ndcg = [m for m in rows[0] if m.startswith("ndcg@")][0]
     out[f"{ndcg} sd"] = float(np.std([r[ndcg] for r in rows]))
