@@ -11,6 +11,7 @@ popularity) is written in this one form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,23 @@ class FeatureSpace:
 
     def index(self) -> dict[str, int]:
         return {str(name): f for f, name in enumerate(self.names)}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Named arrays for an npz file (artifacts, the Redis item blob)."""
+        return {
+            "feature_names": self.names.astype(str), "feature_category": self.category,
+            "feature_vectors": self.vectors, "feature_bias": self.bias,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> FeatureSpace | None:
+        """The inverse of to_arrays; None when the arrays hold no feature space."""
+        if "feature_names" not in arrays:
+            return None
+        return cls(
+            names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
+            vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
+        )
 
 
 @dataclass(eq=False)

@@ -137,12 +137,7 @@ def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
         arrays = {name: getattr(model, name) for name in _MODEL_ARRAYS}
         arrays["categories"] = np.array(model.categories, dtype=str)
         if model.features is not None:
-            arrays |= {
-                "feature_names": model.features.names.astype(str),
-                "feature_category": model.features.category,
-                "feature_vectors": model.features.vectors,
-                "feature_bias": model.features.bias,
-            }
+            arrays |= model.features.to_arrays()
         np.savez(staging / "arrays.npz", **arrays)
         for table in TABLES:
             getattr(artifact, table).to_parquet(staging / f"{table}.parquet")
@@ -183,12 +178,7 @@ def load_artifact(path: str | Path) -> Artifact:
     if set(manifest.get("files", {})) != {"arrays.npz", *(f"{t}.parquet" for t in TABLES)}:
         raise ArtifactError(f"{path}: manifest does not list the artifact's files")
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
-        features = None
-        if "feature_names" in arrays:
-            features = FeatureSpace(
-                names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
-                vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
-            )
+        features = FeatureSpace.from_arrays(arrays)
         model = AdditiveModel(
             categories=tuple(str(c) for c in arrays["categories"]),
             features=features, **{name: arrays[name] for name in _MODEL_ARRAYS},

@@ -239,12 +239,7 @@ def encode_items(artifact: Artifact) -> bytes:
         "in_model": model.has_data.any(axis=1),
     }
     if model.features is not None:
-        arrays |= {
-            "feature_names": model.features.names.astype(str),
-            "feature_category": model.features.category,
-            "feature_vectors": model.features.vectors,
-            "feature_bias": model.features.bias,
-        }
+        arrays |= model.features.to_arrays()
     offers = io.BytesIO()
     artifact.offers.to_parquet(offers)
     arrays["offers_parquet"] = np.frombuffer(offers.getvalue(), dtype=np.uint8)
@@ -276,12 +271,7 @@ class LoadedModel(ManifestView):
 
 def decode_items(version: str, manifest: dict, blob: bytes) -> LoadedModel:
     with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-        features = None
-        if "feature_names" in arrays:
-            features = FeatureSpace(
-                names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
-                vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
-            )
+        features = FeatureSpace.from_arrays(arrays)
         item_vectors = arrays["item_vectors"]
         categories = tuple(str(c) for c in arrays["categories"])
         n_categories, d = len(categories), item_vectors.shape[1]
