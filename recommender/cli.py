@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--consent-db", default=os.environ.get("TRUSTREC_DATABASE_URL"),
                        help="consent records to honour (SQLAlchemy URL; default "
                             "$TRUSTREC_DATABASE_URL; none: every customer under --regime)")
+    train.add_argument("--recorded-interactions", action="store_true",
+                       help="add the interactions posted to the API, from the --consent-db database")
     train.add_argument("--regime", default=os.environ.get("TRUSTREC_CONSENT_REGIME", "opt_out"),
                        help="consent of customers without a record: opt_out (all) or opt_in (none)")
 

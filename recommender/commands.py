@@ -32,7 +32,10 @@ def _load(args: argparse.Namespace):
 def train(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     make_model(args.model, **params)  # refuse an unknown name or parameter before any work
-    dataset, consent_counts = _consented(_load(args), args.consent_db, args.regime)
+    dataset = _load(args)
+    if args.recorded_interactions:
+        dataset = _with_recorded(dataset, args.consent_db)
+    dataset, consent_counts = _consented(dataset, args.consent_db, args.regime)
     print(f"consent kept out of training: {consent_counts}")
     run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=_levels(args.model))
     print(format_table({f"{args.model} (test)": run.test_metrics}))
@@ -40,6 +43,28 @@ def train(args: argparse.Namespace) -> int:
     path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
     print(f"artifact written: {path}")
     return 0
+
+
+def _with_recorded(dataset, url: str | None):
+    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
+    the customers and offers it knows; the others are counted, not guessed at."""
+    if not url:
+        raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
+                            "(or $TRUSTREC_DATABASE_URL)")
+    import pandas as pd
+
+    from serving.db import create_schema, make_engine
+    from serving.interaction_log import recorded_interactions
+
+    engine = make_engine(url)
+    create_schema(engine)
+    recorded = recorded_interactions(engine)
+    known = (recorded["customer_id"].isin(dataset.customers.index)
+             & recorded["offer_id"].isin(dataset.offers.index))
+    print(f"recorded interactions: {int(known.sum())} added, {int((~known).sum())} skipped "
+          "(customer or offer not in the data)")
+    combined = pd.concat([dataset.interactions, recorded[known]], ignore_index=True)
+    return dataset.with_interactions(combined.sort_values("timestamp", kind="stable"))
 
 
 def _consented(dataset, url: str | None, regime: str):

@@ -1,4 +1,4 @@
-"""The SQL database that owns TrustRec's records (consent now, the audit trail later).
+"""The SQL database that owns TrustRec's records (consent, the audit trail, posted interactions).
 
 A SQLite file by default, so a demo needs no server; PostgreSQL by URL (design.md). Modules declare
 their tables on `metadata`; `create_schema` creates whatever is missing.
@@ -24,7 +24,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 5
 # Modules that declare tables on `metadata`; create_schema imports them so that no table is
 # missed just because its module was not imported yet (a missing table would make every consent
 # read fail closed, silently).
-TABLE_MODULES = ("serving.consent_store", "serving.audit_log")
+TABLE_MODULES = ("serving.consent_store", "serving.audit_log", "serving.interaction_log")
 
 metadata = sa.MetaData()
 

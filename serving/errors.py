@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import redis
+import sqlalchemy as sa
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -70,6 +71,13 @@ def register(app: Flask) -> None:
     def _store(error: Exception) -> Response:
         log.error("online store unavailable: %s", error)
         return error_response(503, "not_ready", "the online store is unavailable", None,
+                              {"Retry-After": "5"})
+
+    @app.errorhandler(sa.exc.SQLAlchemyError)
+    def _database(error: Exception) -> Response:
+        # the records' owner is unreachable: the request was fine, nothing was half-written
+        log.error("database unavailable: %s", error)
+        return error_response(503, "not_ready", "the database is unavailable", None,
                               {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)

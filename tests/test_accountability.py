@@ -365,6 +365,7 @@ def test_erasure_leaves_no_trace_of_the_customer(app, client, redis_client, redi
     assert response.status_code == 200, response.get_json()
     receipt = response.get_json()
     assert receipt["removed"]["served_responses"] == 2 and receipt["removed"]["cases"] == 1
+    assert receipt["removed"]["interactions"] == 1
     assert receipt["removed"]["consent_rows"] == 2 and receipt["removed"]["redis_keys"] >= 2
     assert receipt["excluded_from_training"] is True and victim not in json.dumps(receipt)
 

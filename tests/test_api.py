@@ -12,6 +12,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from trained import artifact_for
 
@@ -22,6 +23,7 @@ from recommender.taxonomy import HISTORY
 from serving import auth
 from serving.app import create_app
 from serving.auth import ConfigError, hash_key, parse_api_keys
+from serving.interaction_log import interactions_table
 from serving.publish import publish
 
 KEYS = {"storefront": "trk_test_storefront_key", "admin": "trk_test_admin_key"}
@@ -260,6 +262,9 @@ def test_an_interaction_is_used_by_the_next_request(client):
     assert response.status_code == 201
     recorded = response.get_json()
     assert recorded["new_history_length"] == 1 and recorded["offer_id"] == target
+    with client.application.extensions["trustrec"].engine.connect() as connection:
+        kept = connection.execute(sa.select(interactions_table)).all()  # durable, not only in Redis
+    assert [(r.customer_id, r.offer_id, r.kind) for r in kept] == [(CUSTOMER, target, "purchase")]
     assert target not in ids(offers(client, query="?k=3"))  # excluded as purchased
     why_after = client.get(f"/v1/customers/{CUSTOMER}/offers/{other}/why", headers=key()).get_json()
     # history as item features: the history partial now includes the new offer
@@ -545,3 +550,17 @@ def test_keys_are_configured_hashed_and_production_refuses_to_start_without_them
     assert create_app(production | {"TRUSTREC_API_KEYS": f"admin:{hash_key('a')}",
                                      "TRUSTREC_SECRET_KEY": SECRET})
 
+
+
+def test_an_interaction_the_database_cannot_keep_is_refused_and_not_applied(client):
+    services = client.application.extensions["trustrec"]
+    target = ids(offers(client, query="?k=3"))[0]
+    interactions_table.drop(services.engine)  # the database refuses the write
+    try:
+        response = client.post(f"/v1/customers/{CUSTOMER}/interactions", headers=key(),
+                               json={"offer_id": target, "kind": "purchase"})
+        assert response.status_code == 503
+        assert response.get_json()["error"]["code"] == "not_ready"
+        assert target in ids(offers(client, query="?k=3"))  # Redis did not take it either
+    finally:
+        interactions_table.create(services.engine)

@@ -94,3 +94,36 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
     assert "c00001" not in artifact.customer_rows
     assert artifact.manifest["counts"]["customers_history_excluded"] == 1
     assert "c00002" not in set(artifact.history["customer_id"])
+
+
+def test_train_adds_the_interactions_posted_to_the_api(tmp_path):
+    from datetime import UTC, datetime
+
+    from recommender.loaders import load_synthetic
+    from serving.db import create_schema, make_engine
+    from serving.interaction_log import record_interaction
+
+    dataset = load_synthetic()
+    history = set(dataset.interactions.loc[dataset.interactions["customer_id"] == "c00003", "offer_id"])
+    new_offer = next(o for o in dataset.offers.index if o not in history)
+    url = f"sqlite:///{tmp_path / 'trustrec.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    now = datetime.now(UTC)
+    later = int(dataset.interactions["timestamp"].max()) + 1
+    for request_id, customer in (("r1", "c00003"), ("r2", "nobody-known")):
+        record_interaction(engine, request_id=request_id, customer_id=customer, offer_id=new_offer,
+                           kind="purchase", weight=1.0, timestamp=later, recorded_at=now)
+    engine.dispose()
+
+    result = trustrec("train", "--model", "popularity", "--consent-db", url,
+                      "--recorded-interactions", "--out", str(tmp_path / "models"))
+    assert result.returncode == 0, result.stderr
+    assert "recorded interactions: 1 added, 1 skipped" in result.stdout
+    [path] = (tmp_path / "models").iterdir()
+    trained = load_artifact(path).history
+    assert new_offer in set(trained.loc[trained["customer_id"] == "c00003", "offer_id"])
+
+    without_db = trustrec("train", "--model", "popularity", "--recorded-interactions",
+                          "--out", str(tmp_path / "other"))
+    assert without_db.returncode == 2 and "--consent-db" in without_db.stderr

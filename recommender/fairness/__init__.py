@@ -3,35 +3,43 @@
     report = audit_artifact("models/<version>", dataset)     # the artifact's configuration
     report = audit_model(model.score, split)                 # a model fitted on split.train
     report.write("audits/<version>")                         # audit.json, audit.md, PNGs
+
+Names are imported from their module on first use: serving needs only the re-ranker, and the audit's
+fairlearn and matplotlib would add about a second to every worker's start.
 """
 
-from recommender.fairness.audit import (
-    artifact_configuration,
-    audit_artifact,
-    audit_configuration,
-    audit_model,
-    consent_scorer,
-    fit_configuration,
-    metric_names,
-    protected_attributes,
-)
-from recommender.fairness.categories import (
-    calibration_gap,
-    default_category_attribute,
-    history_distributions,
-    list_distributions,
-    offer_category_matrix,
-)
-from recommender.fairness.groups import AttributeAudit, GroupComparison, compare_groups, group_frame
-from recommender.fairness.report import AuditReport, latest_audit_summary, load_audit
-from recommender.fairness.rerank import CalibratedReranker, calibrated_rerank, reranked_scorer
-from recommender.fairness.unawareness import UnawarenessComparison, compare_unawareness
+from __future__ import annotations
 
-__all__ = [
-    "AttributeAudit", "AuditReport", "CalibratedReranker", "GroupComparison", "UnawarenessComparison",
-    "artifact_configuration", "audit_artifact", "audit_configuration", "audit_model",
-    "calibrated_rerank", "calibration_gap", "compare_groups", "compare_unawareness",
-    "consent_scorer", "default_category_attribute", "fit_configuration", "group_frame",
-    "history_distributions", "latest_audit_summary", "list_distributions", "load_audit",
-    "metric_names", "offer_category_matrix", "protected_attributes", "reranked_scorer",
-]
+import importlib
+from typing import Any
+
+_MODULES = {
+    "audit": (
+        "artifact_configuration", "audit_artifact", "audit_configuration", "audit_model",
+        "consent_scorer", "fit_configuration", "metric_names", "protected_attributes",
+    ),
+    "categories": (
+        "calibration_gap", "default_category_attribute", "history_distributions",
+        "list_distributions", "offer_category_matrix",
+    ),
+    "groups": ("AttributeAudit", "GroupComparison", "compare_groups", "group_frame"),
+    "report": ("AuditReport", "latest_audit_summary", "load_audit"),
+    "rerank": ("CalibratedReranker", "calibrated_rerank", "reranked_scorer"),
+    "unawareness": ("UnawarenessComparison", "compare_unawareness"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -40,6 +40,7 @@ from serving.audit_log import (
 from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
 from serving.db import begin_write
 from serving.errors import ApiError, bad_parameter
+from serving.interaction_log import delete_interactions
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,6 @@ LEVEL_TEXT = {
                "customers like you, never your individual history.",
     "none": "No personal data at all: the same popular offers everyone gets.",
 }
-
-
-class _database:
-    """Database failures as 503: the audit store is unreachable, not the request wrong."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if isinstance(error, sa.exc.SQLAlchemyError):
-            log.error("audit store unavailable: %s", error)
-            raise ApiError(503, "not_ready", "the audit store is unavailable") from None
-        return False
 
 
 def _services():
@@ -104,8 +92,7 @@ def data_usage(customer_id: str):
         raise bad_parameter("since", "since must be before until")
     limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
     services.audit.flush()  # this worker's queued records are part of the answer
-    with _database():
-        rows = customer_records(services.engine, customer_id, since, until)
+    rows = customer_records(services.engine, customer_id, since, until)
     taxonomy = services.consents.taxonomy
     templates = Templates.default()
     categories = []
@@ -182,27 +169,26 @@ def feedback():
     elif not isinstance(claimed, str) or not claimed:
         raise bad_parameter("customer_id", "customer_id is required with an API key")
     services = _services()
-    with _database():
-        served = served_record(services.engine, request_id, services.audit)
-        # one answer for "unknown" and "someone else's": it must not reveal other customers' ids
-        if served is None or served["customer_id"] != claimed:
-            raise ApiError(404, "unknown_request",
-                           f"no served response {request_id!r} for this customer", "request_id")
-        if offer_id not in served["offers"]:
-            raise ApiError(400, "unknown_offer",
-                           f"offer {offer_id!r} was not served in response {request_id!r}",
-                           "offer_id")
-        now = _now()
-        case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
-        with begin_write(services.engine) as connection:
-            if case_id is not None:
-                connection.execute(sa.insert(cases_table).values(
-                    case_id=case_id, customer_id=claimed, request_id=request_id,
-                    offer_id=offer_id, kind=kind, text=text, status="open", opened_at=now,
-                    updated_at=now))
-            connection.execute(sa.insert(feedback_table).values(
-                request_id=request_id, customer_id=claimed, offer_id=offer_id, kind=kind,
-                text=text, created_at=now, case_id=case_id))
+    served = served_record(services.engine, request_id, services.audit)
+    # one answer for "unknown" and "someone else's": it must not reveal other customers' ids
+    if served is None or served["customer_id"] != claimed:
+        raise ApiError(404, "unknown_request",
+                       f"no served response {request_id!r} for this customer", "request_id")
+    if offer_id not in served["offers"]:
+        raise ApiError(400, "unknown_offer",
+                       f"offer {offer_id!r} was not served in response {request_id!r}",
+                       "offer_id")
+    now = _now()
+    case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
+    with begin_write(services.engine) as connection:
+        if case_id is not None:
+            connection.execute(sa.insert(cases_table).values(
+                case_id=case_id, customer_id=claimed, request_id=request_id,
+                offer_id=offer_id, kind=kind, text=text, status="open", opened_at=now,
+                updated_at=now))
+        connection.execute(sa.insert(feedback_table).values(
+            request_id=request_id, customer_id=claimed, offer_id=offer_id, kind=kind,
+            text=text, created_at=now, case_id=case_id))
     body = {"request_id": g.request_id, "feedback_for": request_id, "offer_id": offer_id,
             "kind": kind, "recorded_at": now.isoformat(), "case_id": case_id}
     if case_id is not None:
@@ -235,7 +221,7 @@ def list_cases():
     query = sa.select(cases_table).order_by(cases_table.c.opened_at, cases_table.c.case_id)
     if status is not None:
         query = query.where(cases_table.c.status == status)
-    with _database(), _services().engine.connect() as connection:
+    with _services().engine.connect() as connection:
         rows = connection.execute(query.limit(limit)).all()
     return jsonify({"request_id": g.request_id, "cases": [_case(r) for r in rows]})
 
@@ -254,7 +240,7 @@ def update_case(case_id: str):
     if note is not None and (not isinstance(note, str) or len(note) > MAX_TEXT):
         raise bad_parameter("note", f"note must be a string of at most {MAX_TEXT} characters")
     now = _now()
-    with _database(), begin_write(_services().engine) as connection:
+    with begin_write(_services().engine) as connection:
         row = connection.execute(
             sa.select(cases_table).where(cases_table.c.case_id == case_id)).first()
         if row is None:
@@ -351,8 +337,7 @@ def stats():
         cached = cache.get("value")
         if cached is None or time.monotonic() - cache["at"] >= ttl:
             services.audit.flush()
-            with _database():
-                cached = compute_stats(services.engine, _now())
+            cached = compute_stats(services.engine, _now())
             cache.update(value=cached, at=time.monotonic())
     response = jsonify({"request_id": g.request_id} | cached)
     response.headers["Cache-Control"] = f"public, max-age={ttl}"
@@ -430,23 +415,23 @@ def erase(customer_id: str):
     services = _services()
     services.audit.flush()  # queued records of this customer must be deleted too
     now = _now()
-    with _database():
-        consent_rows = services.consents.delete(customer_id)
-        redis_keys = services.store.delete_customer(customer_id)
-        with begin_write(services.engine) as connection:
-            counts = {
-                "served_responses": connection.execute(sa.delete(served_table).where(
-                    served_table.c.customer_id == customer_id)).rowcount,
-                "feedback": connection.execute(sa.delete(feedback_table).where(
-                    feedback_table.c.customer_id == customer_id)).rowcount,
-                "cases": connection.execute(sa.delete(cases_table).where(
-                    cases_table.c.customer_id == customer_id)).rowcount,
-            }
-            counts |= {"consent_rows": consent_rows, "redis_keys": redis_keys}
-            digest = subject_hash(customer_id, services.settings.secret_key)
-            receipt_id = connection.execute(sa.insert(erasures_table).values(
-                subject_hash=digest, erased_at=now, counts=json.dumps(counts, sort_keys=True))
-            ).inserted_primary_key[0]
+    consent_rows = services.consents.delete(customer_id)
+    redis_keys = services.store.delete_customer(customer_id)
+    with begin_write(services.engine) as connection:
+        counts = {
+            "served_responses": connection.execute(sa.delete(served_table).where(
+                served_table.c.customer_id == customer_id)).rowcount,
+            "feedback": connection.execute(sa.delete(feedback_table).where(
+                feedback_table.c.customer_id == customer_id)).rowcount,
+            "cases": connection.execute(sa.delete(cases_table).where(
+                cases_table.c.customer_id == customer_id)).rowcount,
+            "interactions": delete_interactions(connection, customer_id),
+        }
+        counts |= {"consent_rows": consent_rows, "redis_keys": redis_keys}
+        digest = subject_hash(customer_id, services.settings.secret_key)
+        receipt_id = connection.execute(sa.insert(erasures_table).values(
+            subject_hash=digest, erased_at=now, counts=json.dumps(counts, sort_keys=True))
+        ).inserted_primary_key[0]
     return jsonify({
         "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),
         "subject_hash": digest, "removed": counts,

@@ -1,18 +1,20 @@
 """POST /v1/customers/{id}/interactions: a purchase, click or rating made since the model was
-trained. It joins the customer's history in Redis at once, so the next offers request excludes the
-offer and, with history as item features, scores and explains with it."""
+trained. It is committed to the database first (serving.interaction_log: the next training run's
+data), then joins the customer's history in Redis, so the next offers request excludes the offer
+and, with history as item features, scores and explains with it."""
 
 from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, g, jsonify
 
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, require
 from serving.errors import ApiError, bad_parameter
+from serving.interaction_log import record_interaction
 
 bp = Blueprint("interactions", __name__, url_prefix="/v1/customers/<customer_id>")
 
@@ -44,6 +46,9 @@ def record(customer_id: str):
             or weight <= 0):
         raise _field("weight", "weight must be a positive number")
     timestamp = _timestamp(body.get("timestamp"))
+    record_interaction(services.engine, request_id=g.request_id, customer_id=customer_id,
+                       offer_id=offer_id, kind=kind, weight=weight, timestamp=timestamp,
+                       recorded_at=datetime.now(UTC))
     kept = services.store.append_interaction(customer_id, offer_id)
     response = jsonify({
         "request_id": g.request_id, "customer_id": customer_id, "offer_id": offer_id,

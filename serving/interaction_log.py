@@ -1,0 +1,59 @@
+"""Interactions posted to the API (purchases, clicks, ratings), kept in the SQL database.
+
+The database owns them, Redis only caches the history they extend (design.md: Redis may cache,
+never own): Redis here keeps nothing on disk, and a posted purchase must survive a restart and
+reach the next training run (`trustrec train --recorded-interactions`). Erasure deletes them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from recommender.data import INTERACTION_COLUMNS
+from serving.consent_store import MAX_ID_LENGTH
+from serving.db import begin_write, metadata
+
+interactions_table = sa.Table(
+    "interactions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("customer_id", sa.String(MAX_ID_LENGTH), nullable=False, index=True),
+    sa.Column("offer_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),  # when it happened, unix seconds
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def record_interaction(
+    engine: Engine, *, request_id: str, customer_id: str, offer_id: str, kind: str, weight: float,
+    timestamp: int, recorded_at: datetime,
+) -> None:
+    """Commit one interaction (before Redis sees it: a failure here loses nothing)."""
+    with begin_write(engine) as connection:
+        connection.execute(sa.insert(interactions_table).values(
+            request_id=request_id, customer_id=customer_id, offer_id=offer_id, kind=kind,
+            weight=float(weight), timestamp=int(timestamp), recorded_at=recorded_at))
+
+
+def delete_interactions(connection: sa.Connection, customer_id: str) -> int:
+    """Erase one customer's interactions inside the caller's transaction; the number removed."""
+    return connection.execute(sa.delete(interactions_table).where(
+        interactions_table.c.customer_id == customer_id)).rowcount
+
+
+def recorded_interactions(engine: Engine) -> pd.DataFrame:
+    """Every recorded interaction, as Dataset.interactions columns, oldest first."""
+    columns = [interactions_table.c[name] for name in INTERACTION_COLUMNS]
+    query = sa.select(*columns).order_by(interactions_table.c.timestamp, interactions_table.c.id)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    frame = pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS))
+    return frame.astype({"customer_id": str, "offer_id": str, "kind": str, "weight": float,
+                         "timestamp": "int64"})
