@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test lint bench-quality bench-explain bench-serve bench-fairness clean
+.PHONY: demo test browser lint bench-quality bench-explain bench-serve bench-fairness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/trustrec demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# Debian's headless Chromium for tests/test_pages_browser.py, installed only when missing and we
+# are root (or sudo works without a password); otherwise those tests skip and say why
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "browser: /usr/bin/chromium is missing and apt-get needs root: the browser tests will skip"; exit 0; fi; \
+	if [ ! -x /usr/bin/chromium ]; then \
+	  echo "browser: installing Debian's chromium and chromium-driver ..."; \
+	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null ) \
+	  || echo "browser: could not install chromium: the browser tests will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

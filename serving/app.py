@@ -33,6 +33,7 @@ from serving.consent_cache import ConsentCache
 from serving.consent_store import ConsentStore
 from serving.db import create_schema, make_engine
 from serving.metrics import Metrics
+from serving.pages import bp as customer_pages
 from serving.publish import connect
 from serving.recommend import Recommender
 from serving.redis_store import ModelCache, RedisModelStore
@@ -64,7 +65,7 @@ class Services:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The app, configured from the environment and then `config` (same names)."""
     settings = configuration.load(config)
-    app = Flask(__name__, static_folder=None)  # an API: no static files
+    app = Flask(__name__, static_folder=None)  # the customer pages serve their own static files
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # keep the documented field order, and save the sorting
     app.json.compact = True
@@ -90,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.register(app)
     register_blueprints(app)
+    app.register_blueprint(customer_pages)  # HTML for customers, over the API above
     if not settings.api_keys:
         log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "
                     "will be refused")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,8 @@ def run(*, out: str | Path = "models", host: str = "127.0.0.1", port: int = 8000
         **credentials.config(), "TRUSTREC_REDIS_CLIENT": client, "TRUSTREC_REDIS_PREFIX": prefix,
         "TRUSTREC_ENV": "development",
     })
+    # SIGTERM exits like Ctrl-C, so the embedded Redis server is shut down on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
     app.run(host=host, port=port, threaded=True, use_reloader=False)
     return 0
@@ -95,6 +99,9 @@ def instructions(c: DemoCredentials, base: str, serving: bool) -> str:
         f"demo customer:           {c.customer_id}",
         f"demo customer token:     {c.customer_token}",
         "(valid while this demo runs; production takes TRUSTREC_API_KEYS and TRUSTREC_SECRET_KEY)",
+        "",
+        "The customer's pages, in a browser (offers, \"Why do I see this?\", privacy settings):",
+        f"{base}/pages/offers#token={c.customer_token}",
         "",
         "Try:",
         "# offers, with their top criteria (storefront key)",
