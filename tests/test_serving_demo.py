@@ -21,7 +21,8 @@ def test_demo_trains_publishes_and_prints_keys_token_and_curl_examples(tmp_path)
     out = result.stdout
     assert re.search(r"^demo storefront API key: trk_\S{20,}$", out, re.M)
     assert re.search(r"^demo admin API key: +trk_\S{20,}$", out, re.M)
-    assert re.search(r"^demo customer token: +\S+\.\S+\.\S+$", out, re.M)
+    token = re.search(r"^demo customer token: +(\S+\.\S+\.\S+)$", out, re.M).group(1)
+    assert f"http://127.0.0.1:8123/pages/offers#token={token}" in out.splitlines()
     curls = [line for line in out.splitlines() if line.startswith("curl ")]
     assert len(curls) >= 8 and all("http://127.0.0.1:8123/" in line for line in curls)
     assert any("/offers/" in line and "/why" in line for line in curls)
