@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -256,6 +257,24 @@ def test_feedback_is_refused_for_unknown_or_other_customers_requests(client):
     refused({"request_id": mine["request_id"], "offer_id": offer, "kind": "clicked"}, 400,
             "customer_id", key())
     assert client.post("/v1/feedback", json={"request_id": mine["request_id"]}).status_code == 401
+
+
+def test_feedback_waits_for_the_record_another_worker_is_still_writing(make_app):
+    serving_worker, feedback_worker = make_app(), make_app(published=None)  # one DB, one Redis
+    record = ServedRecord(
+        request_id=str(uuid.uuid4()), served_at=time.time(), endpoint="offers", actor="storefront",
+        customer_id=CUSTOMER, model_version="v", personalization="full", consent={},
+        consent_source="record", categories_used=[], offers=[("o0001", 1.0)], params={},
+        reasons={})
+    late = threading.Timer(0.3, services(serving_worker).on_served, args=(record,))
+    late.start()  # the serving worker commits after the feedback arrived at the other worker
+    try:
+        response = feedback_worker.test_client().post("/v1/feedback", headers=key(), json={
+            "request_id": record.request_id, "offer_id": "o0001", "kind": "clicked",
+            "customer_id": CUSTOMER})
+    finally:
+        late.join()
+    assert response.status_code == 201, response.get_json()
 
 
 # --- policy and model card -------------------------------------------------------------------------

@@ -48,6 +48,9 @@ bp = Blueprint("accountability", __name__)
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 FEEDBACK_FIELDS = ("request_id", "offer_id", "kind", "text", "customer_id")
+# Feedback may reach a worker before the worker that served the response has committed its audit
+# record (each flushes only its own queue): wait this long for it before answering "unknown".
+FEEDBACK_WAIT_S = 1.0
 LEVEL_TEXT = {
     "full": "Every kind of data you allowed, including your own purchases, ratings and clicks.",
     "segment": "Only coarse data you allowed (age band, region, profile): offers popular with "
@@ -169,7 +172,7 @@ def feedback():
     elif not isinstance(claimed, str) or not claimed:
         raise bad_parameter("customer_id", "customer_id is required with an API key")
     services = _services()
-    served = served_record(services.engine, request_id, services.audit)
+    served = _served_soon(services, request_id)
     # one answer for "unknown" and "someone else's": it must not reveal other customers' ids
     if served is None or served["customer_id"] != claimed:
         raise ApiError(404, "unknown_request",
@@ -198,6 +201,17 @@ def feedback():
     response = jsonify(body)
     response.status_code = 201
     return response
+
+
+def _served_soon(services, request_id: str) -> dict | None:
+    """The served response's record, waiting up to FEEDBACK_WAIT_S for another worker's commit."""
+    deadline, delay = time.monotonic() + FEEDBACK_WAIT_S, 0.01
+    while True:
+        served = served_record(services.engine, request_id, services.audit)
+        if served is not None or time.monotonic() >= deadline:
+            return served
+        time.sleep(delay)
+        delay = min(2 * delay, 0.2)
 
 
 def _case(row) -> dict:
