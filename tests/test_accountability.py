@@ -23,6 +23,7 @@ from serving.audit_log import (
     AuditWriter,
     cases_table,
     erased_ids,
+    erasures_table,
     feedback_table,
     is_erased,
     purge,
@@ -409,3 +410,7 @@ def test_erasure_leaves_no_trace_of_the_customer(app, client, redis_client, redi
     consent = client.get(f"/v1/customers/{victim}/consent", headers=key()).get_json()
     assert consent["default"] is True and consent["version"] == 0
     assert redis_client.get(services(app).store.keys.customer(body["model_version"], victim)) is None
+    # erasing again (an interrupted erasure finished, say) keeps one tombstone and its receipt
+    again = client.delete(f"/v1/customers/{victim}", headers=bearer(token_for(client, victim)))
+    assert again.status_code == 200 and again.get_json()["receipt_id"] == receipt["receipt_id"]
+    assert len(rows(app, erasures_table)) == 1

@@ -443,9 +443,17 @@ def erase(customer_id: str):
         }
         counts |= {"consent_rows": consent_rows, "redis_keys": redis_keys}
         digest = subject_hash(customer_id, services.settings.secret_key)
-        receipt_id = connection.execute(sa.insert(erasures_table).values(
-            subject_hash=digest, erased_at=now, counts=json.dumps(counts, sort_keys=True))
-        ).inserted_primary_key[0]
+        values = {"erased_at": now, "counts": json.dumps(counts, sort_keys=True)}
+        # one tombstone per customer: erasing again (to finish an interrupted erasure, say)
+        # updates it instead of leaving a second note that the customer existed
+        receipt_id = connection.execute(sa.select(erasures_table.c.id).where(
+            erasures_table.c.subject_hash == digest)).scalar()
+        if receipt_id is None:
+            receipt_id = connection.execute(sa.insert(erasures_table).values(
+                subject_hash=digest, **values)).inserted_primary_key[0]
+        else:
+            connection.execute(sa.update(erasures_table).where(
+                erasures_table.c.id == receipt_id).values(**values))
     return jsonify({
         "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),
         "subject_hash": digest, "removed": counts,
