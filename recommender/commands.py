@@ -14,6 +14,7 @@ from recommender.loaders import load_dataset
 from recommender.models import MODELS, make_model
 from recommender.training import (
     build_artifact,
+    consent_levels,
     fit_served_model,
     mean_and_spread,
     train_and_evaluate,
@@ -22,7 +23,6 @@ from recommender.tuning import tune as tune_models
 
 TABLE_COLUMNS = ["ndcg@{k}", "recall@{k}", "precision@{k}", "map@{k}", "coverage@{k}",
                  "ndcg@{k} sd", "train seconds"]
-LEVELS = ("segment", "none")
 
 
 def _load(args: argparse.Namespace):
@@ -37,7 +37,7 @@ def train(args: argparse.Namespace) -> int:
         dataset = _with_recorded(dataset, args.consent_db)
     dataset, consent_counts = _consented(dataset, args.consent_db, args.regime)
     print(f"consent kept out of training: {consent_counts}")
-    run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=_levels(args.model))
+    run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=consent_levels(args.model))
     print(format_table({f"{args.model} (test)": run.test_metrics}))
     served = fit_served_model(dataset, run)
     path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
@@ -106,10 +106,6 @@ def _without_erased(dataset, engine):
     return replace(dataset, customers=customers, interactions=interactions), len(erased)
 
 
-def _levels(name: str) -> tuple[str, ...]:
-    return LEVELS if MODELS[name][0].__name__ == "HybridRecommender" and name != "lightfm-cf" else ()
-
-
 def evaluate(args: argparse.Namespace) -> int:
     dataset = _load(args)
     names = list(MODELS) if args.model == "all" else args.model.split(",")
@@ -120,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> int:
     rows: dict[str, dict[str, float]] = {}
     for name in names:
         runs = [
-            train_and_evaluate(dataset, name, seed=seed, k=args.k, levels=_levels(name))
+            train_and_evaluate(dataset, name, seed=seed, k=args.k, levels=consent_levels(name))
             for seed in range(args.seeds)
         ]
         rows[name] = mean_and_spread([r.test_metrics for r in runs]) | {
@@ -211,6 +207,23 @@ def audit(args: argparse.Namespace) -> int:
     from recommender.fairness.command import audit_command
 
     return audit_command(args, _load(args))
+
+
+def rules(args: argparse.Namespace) -> int:
+    """`rules check FILE`: validate; `rules publish FILE --to PATH`: validate, then write
+    atomically (a temporary file renamed over PATH), so serving never reads half a file."""
+    from recommender.artifacts import load_artifact
+    from recommender.rules import load_rules, publish_rules
+
+    catalog = load_artifact(args.artifact) if args.artifact else None
+    parsed = load_rules(args.file, catalog)
+    checked = f"against {catalog.version}" if catalog is not None else \
+        "fields only (give --artifact to check offers and categories)"
+    print(f"{parsed.summary()}: valid, checked {checked}")
+    if args.rules_command == "publish":
+        target = publish_rules(parsed, args.to)
+        print(f"published rules {parsed.version!r} to {target}")
+    return 0
 
 
 def purge(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from recommender.artifacts import Artifact, make_manifest
 from recommender.consent import Consent, category_mask
 from recommender.data import Dataset
 from recommender.evaluation import evaluate
-from recommender.models import Recommender, make_model
+from recommender.models import MODELS, Recommender, make_model
 from recommender.split import Split, temporal_split
 
 
@@ -39,6 +39,14 @@ def _with_seed(params: dict, model: Recommender, seed: int | None) -> dict:
     if seed is not None and "random_state" in model.get_params():
         return params | {"random_state": seed}
     return params
+
+
+def consent_levels(name: str) -> tuple[str, ...]:
+    """The reduced personalization levels worth evaluating for model `name`: those of the hybrids
+    that use customer attributes (a pure-history model under `segment` is just popularity)."""
+    if MODELS[name][0].__name__ == "HybridRecommender" and name != "lightfm-cf":
+        return ("segment", "none")
+    return ()
 
 
 def level_allowed(model: Recommender, level: str) -> np.ndarray:
