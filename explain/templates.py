@@ -25,6 +25,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "notes": ("learned_profile", "unsplit"),
     "not_used": NOT_USED_REASONS,
     "messages": ("no_personal_data",),
+    "business_rules": ("boosted", "buried", "diversified", "why_boosted", "why_buried",
+                       "why_excluded"),
 }
 
 
@@ -84,6 +86,10 @@ class Templates:
 
     def message(self, key: str) -> str:
         return self.raw["messages"][key]
+
+    def business_rule(self, key: str) -> str:
+        """How a shop rule's effect on an offer reads (recommender.rules)."""
+        return self.raw["business_rules"][key]
 
     def join(self, items: Sequence[str]) -> str:
         """"A", "A and B", "A, B and C" in the file's wording."""

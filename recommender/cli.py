@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
                        default=int(os.environ.get("TRUSTREC_AUDIT_RETENTION_DAYS") or 365),
                        help="keep this many days (default $TRUSTREC_AUDIT_RETENTION_DAYS, else 365)")
 
+    rules = commands.add_parser("rules", help="check or publish a business rules file")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_commands.add_parser("check", help="validate a rules file (exit 2 when it is bad)")
+    check.add_argument("file", help="the rules file (TOML; see examples/rules/)")
+    check.add_argument("--artifact", help="artifact folder whose offers and categories the rules "
+                                          "must name (without it: the file's fields only)")
+    publish_rules = rules_commands.add_parser(
+        "publish", help="validate, then write the rules where serving reads them (TRUSTREC_RULES), "
+                        "atomically")
+    publish_rules.add_argument("file", help="the rules file (TOML)")
+    publish_rules.add_argument("--to", required=True, help="the path serving reads")
+    publish_rules.add_argument("--artifact", help="artifact folder to validate against")
+
     demo = commands.add_parser("demo", help="synthetic storefront -> train -> publish -> serve, "
                                             "with demo keys and curl examples")
     demo.add_argument("--no-serve", dest="serve", action="store_false",

@@ -22,6 +22,8 @@ from flask import Flask, g, request
 from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 
+from recommender.errors import DataError
+from recommender.rules import RulesFile
 from recommender.taxonomy import Taxonomy
 from serving import config as configuration
 from serving import errors
@@ -130,10 +132,21 @@ def _services(settings: configuration.Settings) -> Services:
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
         consents=consents, consent_cache=consent_cache,
-        recommender=Recommender(cache, consent_cache),
+        recommender=Recommender(cache, consent_cache, rules=_rules(settings)),
         auth=Authenticator(settings.api_keys, settings.secret_key, settings.token_max_seconds),
         metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer,
     )
+
+
+def _rules(settings: configuration.Settings) -> RulesFile | None:
+    """The business rules file (TRUSTREC_RULES), read once now: a missing or malformed file
+    refuses to start; later changes are picked up, or refused and logged, while serving."""
+    if settings.rules_path is None:
+        return None
+    try:
+        return RulesFile(settings.rules_path, settings.rules_check_ms)
+    except DataError as exc:
+        raise configuration.ConfigError(f"TRUSTREC_RULES: {exc}") from None
 
 
 def _chain(*hooks: OnServed) -> OnServed:

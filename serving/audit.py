@@ -31,6 +31,9 @@ class ServedRecord:
     # offer id -> its top criteria as served (category, text, share, direction); recorded by
     # serving.audit_log when the API layer fills it in
     reasons: dict = field(default_factory=dict)
+    rules_version: str | None = None  # the business rules in force (recommender.rules), if any
+    # what the rules changed: offer_id, change, rules, rank_without_rules, rank (RuleChange.to_dict)
+    rule_changes: list[dict] = field(default_factory=list)
 
 
 OnServed = Callable[[ServedRecord], None]

@@ -8,11 +8,18 @@ synchronously in the request (a full queue is counted in `trustrec_audit_queue_f
 logged). A row is never dropped: if that synchronous write fails, the hook raises and the client
 gets a 500 instead of offers that could not be recorded. The background thread retries a failed
 batch until it commits; `flush()` waits for everything queued, and runs at exit.
+
+Having taken a row, the thread waits up to `linger_ms` for more before it writes: a transaction
+costs far more than a row (measured on SQLite with synchronous=FULL: ~0.9 ms of CPU and a ~5 ms
+fsync for a batch of one, ~0.07 ms of CPU per row for batches of 20), and under load, writing
+whatever was queued meant batches of one or two rows costing the worker more CPU than the request
+itself. `flush()` and `close()` end the wait at once.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import hmac
 import json
@@ -54,7 +61,9 @@ served_table = sa.Table(
     sa.Column("categories_used", sa.Text, nullable=False),  # JSON list
     sa.Column("n_offers", sa.Integer, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=True),  # from request start to the hook
-    sa.Column("payload", sa.Text, nullable=False),  # JSON: actor, consent, offers, params
+    # JSON: actor, consent, offers, params, reasons, rules_version, rule_changes (in the payload
+    # rather than columns of their own, so databases created before them need no migration)
+    sa.Column("payload", sa.Text, nullable=False),
 )
 
 feedback_table = sa.Table(
@@ -117,6 +126,8 @@ def row_from(record: ServedRecord, latency_ms: float | None) -> dict:
             "offers": [[offer, score] for offer, score in record.offers],
             "params": record.params,
             "reasons": record.reasons,
+            "rules_version": record.rules_version,
+            "rule_changes": record.rule_changes,
         }, default=str),
     }
 
@@ -135,11 +146,14 @@ def record_dict(row) -> dict:
         "categories_used": json.loads(row.categories_used),
         "offers": [{"offer_id": o, "score": s} for o, s in payload.get("offers", [])],
         "reasons": payload.get("reasons") or {},
+        "rules_version": payload.get("rules_version"),
+        "rule_changes": payload.get("rule_changes") or [],
         "latency_ms": row.latency_ms,
     }
 
 
 _STOP = object()
+_FLUSH = object()  # put by flush(): write what the writer holds now, without lingering
 
 
 class AuditWriter:
@@ -148,9 +162,10 @@ class AuditWriter:
     def __init__(
         self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 500,
         block_ms: int = 50, on_full: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.perf_counter, linger_ms: float = 50,
     ) -> None:
         self.engine, self.batch_size, self.block_s = engine, batch_size, block_ms / 1000
+        self.linger_s = linger_ms / 1000
         self.on_full, self.clock = on_full, clock
         self.queue_full_total = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -198,6 +213,9 @@ class AuditWriter:
         """Wait until every row queued so far is committed; False if that took over `timeout`
         seconds (the database is down: the rows stay queued and the writer keeps retrying)."""
         deadline = time.monotonic() + timeout
+        if self._queue.unfinished_tasks:
+            with contextlib.suppress(queue.Full):  # full: the writer is behind, not lingering
+                self._queue.put_nowait(_FLUSH)  # the writer stops lingering
         done = self._queue.all_tasks_done
         with done:  # the queue's own lock: nothing in here may call the queue's methods
             while self._queue.unfinished_tasks and self._thread.is_alive():
@@ -228,19 +246,30 @@ class AuditWriter:
             if item is _STOP:
                 self._queue.task_done()
                 return
-            batch = [item]
-            stop = False
-            while len(batch) < self.batch_size:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._write_retrying(batch)
-            for _ in range(len(batch) + stop):
+            batch, markers, stop = [], 0, False
+            if item is _FLUSH:
+                markers += 1
+            else:
+                batch.append(item)
+                # linger for more rows (module docstring); past the deadline, take what is queued.
+                # A batch holds no more rows than the queue may: queue_size keeps bounding what
+                # waits, and a full queue still pushes back on requests when the database stalls.
+                deadline = time.monotonic() + self.linger_s
+                while len(batch) < min(self.batch_size, self._queue.maxsize or self.batch_size):
+                    left = deadline - time.monotonic()
+                    try:
+                        more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stop = True
+                        break
+                    if more is _FLUSH:
+                        markers += 1
+                        break
+                    batch.append(more)
+                self._write_retrying(batch)
+            for _ in range(len(batch) + markers + stop):
                 self._queue.task_done()
             if stop:
                 return

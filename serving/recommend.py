@@ -8,6 +8,11 @@ version (serving.explaining.ServedVersion). No pandas and no per-offer numpy cal
 What every response carries (design.md): the model version, the personalization level applied,
 the categories used and those not used with the reason, a plain disclosure and a request id
 (added by the API layer, which also hands the audit record to the audit hook).
+
+Business rules (recommender.rules, the file TRUSTREC_RULES names) apply after ranking: the model's
+best candidates are ranked, then the rules choose k of them. Every response carries the
+rules_version in force (null: none); an offer a rule moved up, down or in carries a "business_rule"
+note and criterion, and the audit record says which rule changed which offer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from explain.templates import Templates
 from recommender.consent import FULL, NONE, SEGMENT, Consent, category_mask
 from recommender.fairness.rerank import CalibratedReranker
 from recommender.ranking import rank
+from recommender.rules import CompiledRules, RulesFile, RulesOutcome
 from recommender.taxonomy import HISTORY
 from serving.consent_cache import ConsentCache, Decision
 from serving.errors import ApiError, bad_parameter
@@ -36,6 +42,8 @@ DISCLOSURE = (
 )
 POLICY_URL = "/v1/policy"
 TOP_CRITERIA = 2  # criteria per offer in the offers list; the "why" endpoint gives them all
+BUSINESS_RULE = "business_rule"  # the criterion category of a rule's effect
+_DIRECTION = {"boosted": "positive", "buried": "negative", "diversified": "neutral"}
 
 
 @dataclass(frozen=True)
@@ -69,12 +77,19 @@ def applied_level(categories: tuple[str, ...], used: np.ndarray) -> str:
 class Recommender:
     def __init__(
         self, cache: ModelCache, consents: ConsentCache, *, templates: Templates | None = None,
-        top_criteria: int = TOP_CRITERIA,
+        top_criteria: int = TOP_CRITERIA, rules: RulesFile | None = None,
     ) -> None:
         self.cache, self.consents = cache, consents
         self.templates = templates or Templates.default()
         self.top_criteria = top_criteria
+        self.rules = rules
         self._rerankers: dict[tuple[str, float], CalibratedReranker] = {}
+
+    def _rules(self, version: ServedVersion) -> CompiledRules | None:
+        """The business rules in force, resolved for this version's catalog (None: no rules)."""
+        if self.rules is None:
+            return None
+        return self.rules.compiled(version.version, version.offers, version.model.item_vectors)
 
     def _reranker(self, version: ServedVersion, strength: float) -> CalibratedReranker:
         """One re-ranker per version and strength: its offer-category matrix is built once."""
@@ -91,13 +106,8 @@ class Recommender:
         exclude = query.exclude
         if query.filter is not None:
             exclude = exclude + _outside(version, *query.filter, query.filter_field)
-        if query.calibrate > 0:
-            reranker = self._reranker(version, query.calibrate)
-            columns, scores = reranker.rank(view.state, allowed, query.k, exclude=exclude,
-                                            exclude_history=query.exclude_purchased)
-        else:
-            columns, scores = rank(version, view.state, allowed, query.k, exclude=exclude,
-                                   exclude_history=query.exclude_purchased)
+        rules = self._rules(version)
+        columns, scores, outcome = self._ranked(version, view, allowed, query, exclude, rules)
         stored = is_stored(view.state, view.record)
         if query.explain:
             explanations = explain_offers(version, view.state, allowed, columns, stored=stored,
@@ -107,18 +117,56 @@ class Recommender:
                                          consent=decision.consent, templates=self.templates)
         ids, titles, paths = version.offer_ids, version.titles, version.offer_paths
         base = f"/v1/customers/{quote(customer_id, safe='')}/offers/"
+        shown = {c.rank: c.change for c in outcome.changes if c.change in _DIRECTION} \
+            if outcome is not None else {}
         offers = []
         for i, (column, score) in enumerate(zip(columns.tolist(), scores.tolist(), strict=True)):
             offer = {"offer_id": ids[column], "title": titles[column], "score": score}
+            change = shown.get(i + 1)
+            if change is not None:
+                offer["business_rule"] = {"change": change, "text": self.templates.business_rule(change)}
             if query.explain:
-                offer["criteria"] = explanations.compact(i, self.top_criteria)
+                criteria = explanations.compact(i, self.top_criteria)
+                if change is not None:  # the shop's rule first: it is why the offer is here
+                    criteria = [self._rule_criterion(change), *criteria]
+                offer["criteria"] = criteria
             offer["why"] = f"{base}{paths[column]}/why"
             offers.append(offer)
-        body = _envelope(customer_id, version, decision, explanations) | {"offers": offers}
+        body = _envelope(customer_id, version, decision, explanations, rules) | {"offers": offers}
         audit = _audit(customer_id, version, decision, body) | {
             "offers": [(o["offer_id"], o["score"]) for o in offers],
+            "rule_changes": [c.to_dict() for c in outcome.changes] if outcome is not None else [],
         }
         return Result(body, audit)
+
+    def _ranked(
+        self, version: ServedVersion, view: CustomerView, allowed: np.ndarray, query: OffersQuery,
+        exclude: tuple[str, ...], rules: CompiledRules | None,
+    ) -> tuple[np.ndarray, np.ndarray, RulesOutcome | None]:
+        """(offer columns, model scores, what the rules changed) of the k offers served."""
+        active = rules is not None and rules.active
+        k = rules.candidates_needed(query.k) if active else query.k
+        if query.calibrate > 0:
+            if active:  # the calibrated order is the rules' starting point: fewer, costlier steps
+                k = min(k, 2 * query.k + rules.n_excluded)
+            reranker = self._reranker(version, query.calibrate)
+            columns, scores = reranker.rank(view.state, allowed, k, exclude=exclude,
+                                            exclude_history=query.exclude_purchased)
+            order = np.arange(len(columns), 0, -1, dtype=float)  # calibrated position as score
+        else:
+            columns, scores = rank(version, view.state, allowed, k, exclude=exclude,
+                                   exclude_history=query.exclude_purchased)
+            order = scores
+        if not active:
+            return columns, scores, None
+        outcome = rules.apply(columns, order, query.k, ordered=True)  # best first, as rank() gives
+        return outcome.columns, scores[outcome.positions], outcome
+
+    def _rule_criterion(self, change: str) -> dict:
+        """A business rule's effect, worded like the model's criteria; it is no part of the
+        model's score, so it takes no share of the explanation."""
+        return {"category": BUSINESS_RULE, "text": self.templates.business_rule(change), "share": 0.0,
+                "direction": _DIRECTION[change]}
 
     def why(
         self, customer_id: str, offer_id: str, attributes: Mapping[str, str] | None = None,
@@ -133,7 +181,11 @@ class Recommender:
             consent=decision.consent, templates=self.templates)
         payload = explanations.payload(0)
         del payload["not_used"], payload["categories_used"]  # in the envelope, named as elsewhere
-        body = _envelope(customer_id, version, decision, explanations) | payload | {
+        rules = self._rules(version)
+        effects = rules.effects(column) if rules is not None else []
+        body = _envelope(customer_id, version, decision, explanations, rules) | payload | {
+            "business_rules": [{"change": e, "text": self.templates.business_rule(f"why_{e}")}
+                               for e in effects],
             "change_consent": {
                 "href": _consent_link(customer_id), "method": "PUT",
                 "text": "Choose which kinds of personal data may be used, and how personal "
@@ -174,6 +226,7 @@ def _outside(version: ServedVersion, attribute: str, value: str, field: str) -> 
 
 def _envelope(
     customer_id: str, version: ServedVersion, decision: Decision, explanations: OfferExplanations,
+    rules: CompiledRules | None = None,
 ) -> dict:
     attribution = explanations.attribution
     categories = attribution.categories
@@ -187,6 +240,7 @@ def _envelope(
         "categories_not_used": [n.to_dict() for n in explanations.not_used],
         "disclosure": {"text": DISCLOSURE, "policy": POLICY_URL, "automated": True},
         "links": {"consent": _consent_link(customer_id), "policy": POLICY_URL},
+        "rules_version": rules.version if rules is not None else None,
     }
 
 
@@ -206,4 +260,5 @@ def _audit(customer_id: str, version: ServedVersion, decision: Decision, body: d
         "customer_id": customer_id, "model_version": version.version,
         "personalization": body["personalization"], "consent": body["consent"],
         "consent_source": decision.source, "categories_used": body["categories_used"],
+        "rules_version": body["rules_version"],
     }

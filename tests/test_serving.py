@@ -59,7 +59,8 @@ def recommender(redis_client, redis_prefix, consents):
 
 # --- explanations ---------------------------------------------------------------------------------
 ENVELOPE = {"request_id", "customer_id", "model_version", "personalization", "consent",
-            "categories_used", "categories_not_used", "disclosure", "links", "change_consent"}
+            "categories_used", "categories_not_used", "disclosure", "links", "change_consent",
+            "rules_version", "business_rules"}  # the last two: serving's business rules
 
 
 @pytest.mark.parametrize("level", ["full", "segment"])

@@ -89,7 +89,8 @@ def _respond(services, endpoint: str, result: Result, request_params: dict):
         model_version=audit["model_version"], personalization=audit["personalization"],
         consent=audit["consent"], consent_source=audit["consent_source"],
         categories_used=audit["categories_used"], offers=audit["offers"], params=request_params,
-        reasons=_reasons(endpoint, body),
+        reasons=_reasons(endpoint, body), rules_version=audit.get("rules_version"),
+        rule_changes=audit.get("rule_changes", []),
     ))
     services.metrics.serving(audit["model_version"])
     if endpoint == "offers":
