@@ -16,7 +16,6 @@ customer far more often than the raw values, whose per-customer constants drown 
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,43 +65,14 @@ class Attribution:
         return len(self.offers)
 
 
-@dataclass(frozen=True, eq=False)
-class _Catalog:
-    base: np.ndarray  # (n_offers,) base(i)
-    mean_item: np.ndarray  # (d,) qbar
-    mean_base: float
-
-
-# base(i) costs a pass over the whole catalog and depends on the model alone, so it is kept per model.
-# Keyed weakly (a dropped model frees its entry) and checked against the arrays it was computed from,
-# so reassigning a model's arrays can never serve a stale base.
-_CATALOGS: weakref.WeakKeyDictionary[AdditiveModel, tuple[tuple[int, ...], _Catalog]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _catalog(model: AdditiveModel) -> _Catalog:
-    key = (id(model.item_vectors), id(model.item_bias), id(model.mean_vectors), id(model.mean_bias))
-    cached = _CATALOGS.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    base = model.base()
-    base.flags.writeable = False
-    n_offers, d = model.item_vectors.shape
-    mean_item = model.item_vectors.mean(axis=0) if n_offers else np.zeros(d)
-    catalog = _Catalog(base, mean_item, float(base.mean()) if n_offers else 0.0)
-    _CATALOGS[model] = (key, catalog)
-    return catalog
-
-
 def base_values(model: AdditiveModel) -> np.ndarray:
     """model.base() for every offer, computed once per model (read-only array)."""
-    return _catalog(model).base
+    return model.base()
 
 
 def mean_item_vector(model: AdditiveModel) -> np.ndarray:
     """qbar, the mean offer vector: phi and base at qbar are their means over the catalog."""
-    return _catalog(model).mean_item
+    return model.catalog_mean()[0]
 
 
 def attribute(
@@ -111,17 +81,17 @@ def attribute(
     """Base value and per-category SHAP values of `state`'s score for the offer columns `offers`."""
     offers = np.atleast_1d(np.asarray(offers, dtype=np.intp))
     allowed = np.asarray(allowed, dtype=bool)
-    catalog = _catalog(model)
+    mean_item, mean_base = model.catalog_mean()
     used = model.used(state.has_data, allowed)
     dp, dc = model.deviations(state.p, state.c, used)
     q = model.item_vectors[offers]
-    base = catalog.base[offers]
+    base = model.base()[offers]
     # phi_g as AdditiveModel.contributions computes it; the score as AdditiveModel.score_partials
     # (behind ranking.scores) does: summed deviations times q, so what is explained is what is served.
     contributions = q @ dp.T + dc
     score = (dp.sum(axis=0)[None] @ q.T)[0] + dc.sum() + base
-    mean_contributions = catalog.mean_item @ dp.T + dc  # phi is linear in q_i: its catalog mean
+    mean_contributions = mean_item @ dp.T + dc  # phi is linear in q_i: its catalog mean
     return Attribution(
-        model.categories, offers, base, contributions, score, allowed, used, catalog.mean_base,
+        model.categories, offers, base, contributions, score, allowed, used, mean_base,
         mean_contributions,
     )

@@ -7,15 +7,32 @@ titles, the category of an attribute) are built here once and kept as long as th
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recommender.artifacts import Artifact
+from recommender.features import attribute_values, customer_feature_weights
 from recommender.taxonomy import HISTORY, Taxonomy
 
 HISTORY_PREFIX = "history:"
 IDENTITY_PREFIX = "customer:"
+_MAX_CACHED_ATTRIBUTES = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class AttributeFeatures:
+    """A customer's attribute features, grouped by category in customer_feature_weights' order:
+    names ("age_band=25-34"), rows into ExplainContext.vectors, weights and category indices; and
+    values[g], the values of the attributes of category g (one, or a tuple when several)."""
+
+    names: tuple[str, ...]
+    rows: tuple[int, ...]
+    weights: tuple[float, ...]
+    categories: tuple[int, ...]
+    values: Mapping[int, Mapping[str, str | tuple[str, ...]]]
+    blocks: Mapping[int, slice]  # category -> its features' positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,10 +53,50 @@ class ExplainContext:
     history_rows: dict[str, int]  # offer id -> row of its "history:<offer_id>" feature
     missing: int
     vectors: np.ndarray  # (F + 1, d) feature embeddings in their stored dtype, last row zero
+    vectors64: np.ndarray  # the same in float64 (how partials stored at training multiplied them)
     bias: np.ndarray  # (F + 1,)
     attribute_category: dict[str, int]  # attribute -> category index
     attribute_category_index: dict[str, int]  # name of an attribute category -> its index
     in_model: np.ndarray  # (G,) bool: categories any customer has data in
+    # attribute values -> their features (see attribute_features): customers share few values
+    _attribute_features: dict = field(default_factory=dict, repr=False)
+
+    def attribute_features(self, attributes: Mapping[str, object]) -> AttributeFeatures:
+        """The features of these attribute values, weighted as customer_feature_weights weighs
+        them, and the values by category. Remembered per distinct values (a bounded cache):
+        explaining a response needs them, and they cost more to name than to look up."""
+        try:
+            key = tuple(attributes.items())
+            found = self._attribute_features.get(key)
+        except TypeError:  # values that cannot be hashed: named every time
+            key, found = None, None
+        if found is None:
+            found = self._name_attribute_features(attributes)
+            if key is not None:
+                if len(self._attribute_features) >= _MAX_CACHED_ATTRIBUTES:
+                    self._attribute_features.clear()
+                self._attribute_features[key] = found
+        return found
+
+    def _name_attribute_features(self, attributes: Mapping[str, object]) -> AttributeFeatures:
+        named = customer_feature_weights(self.taxonomy, attributes, (),
+                                         history_mode=self.history_mode or "items")
+        values: dict[int, dict[str, str | tuple[str, ...]]] = {}
+        for name, raw in attributes.items():
+            g = self.attribute_category.get(name)
+            found = attribute_values(raw) if g is not None and g != self.history else []
+            if found:
+                values.setdefault(g, {})[name] = found[0] if len(found) == 1 else tuple(found)
+        categories = tuple(self.attribute_category[n.split("=", 1)[0]] for n in named)
+        blocks: dict[int, slice] = {}
+        for position, g in enumerate(categories):
+            block = blocks.get(g)
+            if block is not None and block.stop != position:  # customer_feature_weights groups them
+                raise RuntimeError(f"the attribute features of category {g} are not contiguous")
+            blocks[g] = slice(position if block is None else block.start, position + 1)
+        return AttributeFeatures(
+            tuple(named), tuple(self.feature_rows.get(n, self.missing) for n in named),
+            tuple(named.values()), categories, values, blocks)
 
     def category_of(self, feature: str) -> int:
         if feature.startswith((HISTORY_PREFIX, IDENTITY_PREFIX)):
@@ -94,6 +151,7 @@ def _build(artifact: Artifact) -> ExplainContext:
         },
         missing=len(vectors) - 1,
         vectors=vectors,
+        vectors64=vectors.astype(np.float64),
         bias=bias,
         attribute_category={
             a: categories.index(c) for a, c in taxonomy.attributes.items() if c in categories

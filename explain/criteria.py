@@ -25,17 +25,17 @@ from functools import cached_property
 import numpy as np
 
 from explain.attributions import Attribution, attribute
-from explain.context import IDENTITY_PREFIX, ExplainContext, context
+from explain.context import ExplainContext, context
 from explain.splits import FeatureSplit, split_features
 from explain.templates import POPULARITY, Templates
 from recommender.artifacts import Artifact
 from recommender.consent import Consent
-from recommender.features import attribute_values
 from recommender.ranking import CustomerState
 from recommender.taxonomy import HISTORY
 
 METHOD = "exact SHAP values over data categories, the average customer as background"
 _POPULARITY = -1  # criterion key of popularity; categories use their index
+_TINY = np.finfo(float).tiny
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ class OfferExplanations:
 
     What every offer needs (order, shares, top past offers, the speaking attribute) is computed for
     all offers at once with numpy and then read as Python lists: a response words 10 offers, and
-    per-offer numpy calls would cost more than the arithmetic."""
+    per-offer numpy calls would cost more than the arithmetic. Only the criteria actually shown
+    are worded, and wording that does not depend on the offer is formatted once per response."""
 
     def __init__(
         self, artifact: Artifact, state: CustomerState, attribution: Attribution,
@@ -108,21 +109,28 @@ class OfferExplanations:
         self.templates = templates or Templates.default()
         self.max_items = max_items
         self._ctx: ExplainContext = context(artifact)
+        self._history = self._ctx.history
+        self._exact: list[bool] = split.exact.tolist()
         self._speaker_cache: dict[int, tuple[list[str], list[list[int]]]] = {}
-        self._texts: dict[tuple | str, str] = {}  # words formatted once per response
+        self._texts: dict[tuple, str] = {}  # words formatted once per response
+        self._same_for_every_offer: dict[tuple[int, str], str] = {}  # (j, direction) -> text
+        self._history_texts: dict[bool, list[str | None]] = {}  # per direction, per offer
         self._past_offer_cache: dict[bool, tuple[list, list]] = {}
-        self._used = np.flatnonzero(attribution.used)
+        self._compact: dict[int, list[list[dict]]] = {}
+        used = attribution.used
+        self._used: list[int] = [g for g, u in enumerate(used.tolist()) if u]
         # (n, 1 + used) relative contributions: popularity first, then the used categories
         parts = np.empty((len(attribution), 1 + len(self._used)))
-        parts[:, 0] = attribution.relative_base
-        parts[:, 1:] = attribution.relative[:, self._used]
+        np.subtract(attribution.base, attribution.mean_base, out=parts[:, 0])  # relative_base
+        np.subtract(attribution.contributions[:, used], attribution.mean_contributions[used],
+                    out=parts[:, 1:])  # Attribution.relative
         magnitude = np.abs(parts)
         # all-zero rows (nothing moved the offer) have shares 0, not 0/0
-        shares = magnitude / np.maximum(magnitude.sum(axis=1, keepdims=True), np.finfo(float).tiny)
+        shares = magnitude / np.maximum(magnitude.sum(axis=1, keepdims=True), _TINY)
         # raised first, largest first; then lowered, largest first
         order = np.lexsort((-magnitude, parts <= 0), axis=-1)
-        self._keys = [_POPULARITY, *self._used.tolist()]
-        self._categories = [POPULARITY, *(attribution.categories[g] for g in self._keys[1:])]
+        self._keys = [_POPULARITY, *self._used]
+        self._categories = [POPULARITY, *(attribution.categories[g] for g in self._used)]
         self._parts, self._shares, self._order = parts.tolist(), shares.tolist(), order.tolist()
 
     def __len__(self) -> int:
@@ -143,12 +151,29 @@ class OfferExplanations:
 
     def compact(self, i: int, top: int = 2) -> list[dict]:
         """The first `top` criteria of the i-th offer, for the offers list (worded, without data)."""
-        parts, shares = self._parts[i], self._shares[i]
+        rows = self._compact.get(top)
+        if rows is None:
+            rows = self._compact[top] = self._compact_rows(top)
+        return list(rows[i])
+
+    def _compact_rows(self, top: int) -> list[list[dict]]:
+        """compact for every offer at once: a response lists all of them."""
+        categories, keys, history = self._categories, self._keys, self._history
+        by_past_offer = self._by_past_offer
         out = []
-        for j in self._order[i][:top]:
-            direction = direction_of(parts[j])
-            out.append({"category": self._categories[j], "text": self._words(i, j, direction),
-                        "share": shares[j], "direction": direction})
+        for i, (parts, shares, order) in enumerate(zip(self._parts, self._shares, self._order,
+                                                       strict=True)):
+            row = []
+            for j in order[:top]:
+                value = parts[j]
+                direction = "positive" if value > 0 else "negative" if value < 0 else "neutral"
+                if keys[j] == history and by_past_offer and direction != "neutral":
+                    text = self._history_words(i, value < 0)
+                else:
+                    text = self._words(i, j, direction)
+                row.append({"category": categories[j], "text": text, "share": shares[j],
+                            "direction": direction})
+            out.append(row)
         return out
 
     def _criterion(self, i: int, j: int) -> Criterion:
@@ -157,7 +182,7 @@ class OfferExplanations:
         key = self._keys[j]
         data: dict = {}
         note = None
-        if key == self._ctx.history:
+        if key == self._history:
             data["past_offer_count"] = len(self.state.history)
             if self._by_past_offer and direction != "neutral":
                 offers, values = self._top_past_offers(i, direction)
@@ -168,7 +193,7 @@ class OfferExplanations:
             elif direction != "neutral":
                 note = self.templates.note(
                     "learned_profile" if self._ctx.history_mode == "identity" else "unsplit")
-        elif key != _POPULARITY and self.split.exact[key]:
+        elif key != _POPULARITY and self._exact[key]:
             # values only when they provably are what entered the score (the split adds up)
             data = dict(self._values[key])
         return Criterion(self._categories[j], self._words(i, j, direction), value,
@@ -176,21 +201,18 @@ class OfferExplanations:
 
     def _words(self, i: int, j: int, direction: str) -> str:
         """The criterion's text; what does not depend on the offer is formatted once per response."""
+        text = self._same_for_every_offer.get((j, direction))
+        if text is not None:
+            return text
         key = self._keys[j]
         speaker = None
-        if key == self._ctx.history:
-            if self._by_past_offer and direction != "neutral":
-                titles = self._ctx.titles
-                named = [titles.get(o, o) for o in self._top_past_offers(i, direction)[0]]
-                template = self._texts.get(direction)
-                if template is None:
-                    template = self._texts[direction] = self.templates.criterion(HISTORY, direction)
-                return template.format_map({"name": self._history_name, "values": "",
-                                            "items": self.templates.join(named)})
+        if key == self._history:
+            if direction != "neutral" and self._by_past_offer:
+                return self._history_words(i, direction == "negative")
             variant = "_unsplit"
         else:
             variant = ""
-            if key != _POPULARITY and direction != "neutral" and self.split.exact[key]:
+            if key != _POPULARITY and direction != "neutral" and self._exact[key]:
                 attributes, best = self._speakers(key)
                 speaker = attributes[best[direction == "negative"][i]]
         cache_key = (j, direction, speaker)
@@ -204,6 +226,25 @@ class OfferExplanations:
                                                 variant=variant)
             text = self._texts[cache_key] = template.format_map(
                 {"name": self.templates.name(category), "items": "", "values": shown})
+            if speaker is None or len(self._speakers(key)[0]) == 1:  # no other attribute speaks
+                self._same_for_every_offer[(j, direction)] = text
+        return text
+
+    def _history_words(self, i: int, negative: bool) -> str:
+        """The history criterion of the i-th offer, naming the past offers that weighed most."""
+        texts = self._history_texts.get(negative)
+        if texts is None:
+            texts = self._history_texts[negative] = [None] * len(self.attribution)
+        text = texts[i]
+        if text is None:
+            titles = self._ctx.titles
+            named = [titles.get(o, o) for o in self._past_offers(negative)[0][i]]
+            template = self._texts.get((negative,))  # the template, one per direction
+            if template is None:
+                template = self._texts[(negative,)] = self.templates.criterion(
+                    HISTORY, "negative" if negative else "positive")
+            text = texts[i] = template.format_map(
+                {"name": self._history_name, "values": "", "items": self.templates.join(named)})
         return text
 
     @cached_property
@@ -213,30 +254,34 @@ class OfferExplanations:
     @cached_property
     def _by_past_offer(self) -> bool:
         """Whether history is worded by past offer: items mode and a split that adds up."""
-        return self._ctx.history_mode in ("items", "blend") and bool(
-            self.split.exact[self._ctx.history])
+        return self._ctx.history_mode in ("items", "blend") and self._exact[self._history]
 
     def _top_past_offers(self, i: int, direction: str) -> tuple[list[str], list[float]]:
         """(offer ids, relative parts) of the past offers that pushed the i-th offer most in
         `direction` (at most max_items, and only those that pushed that way)."""
-        negative = direction == "negative"
+        offers, values = self._past_offers(direction == "negative")
+        return offers[i], values[i]
+
+    def _past_offers(self, negative: bool) -> tuple[list[list[str]], list[list[float]]]:
+        """Per offer of the response, _top_past_offers in one direction, computed for all at once."""
         cached = self._past_offer_cache.get(negative)
         if cached is None:
-            # for every offer of the response at once
-            block = self.split.of(self._ctx.history)
-            parts = self.split.relative[:, block]
-            learned = [str(label).startswith(IDENTITY_PREFIX) for label in self.split.labels[block]]
-            if any(learned):  # "blend": the learned profile's share is no past offer
-                parts = np.where(learned, 0.0, parts)
+            block = self.split.of(self._history)
+            if block.stop > block.start and self.split.learned[block.stop - 1]:
+                # "blend": the learned profile's share is no past offer (it comes last)
+                block = slice(block.start, block.stop - 1)
+            labels, parts = self.split.labels[block], self.split.relative[:, block]
             top = _largest(-parts if negative else parts, min(self.max_items, parts.shape[1]))
-            rows = np.arange(len(parts))[:, None]
-            cached = self._past_offer_cache[negative] = (
-                self.split.labels[block][top].tolist(), parts[rows, top].tolist())
-        offers, values = cached[0][i], cached[1][i]
-        keep = [k for k, v in enumerate(values) if (v < 0 if negative else v > 0)]
-        if len(keep) == len(values):
-            return offers, values
-        return [offers[k] for k in keep], [values[k] for k in keep]
+            values = parts[np.arange(len(parts))[:, None], top]
+            offers = labels[top].tolist()
+            pushed = (values < 0 if negative else values > 0).tolist()
+            values = values.tolist()
+            for row, keep in enumerate(pushed):
+                if not all(keep):  # fewer past offers pushed this way than max_items
+                    offers[row] = [o for o, k in zip(offers[row], keep, strict=True) if k]
+                    values[row] = [v for v, k in zip(values[row], keep, strict=True) if k]
+            cached = self._past_offer_cache[negative] = (offers, values)
+        return cached
 
     # --- per customer, shared by every offer -----------------------------------------------------
     def _speakers(self, g: int) -> tuple[list[str], list[list[int]]]:
@@ -262,15 +307,9 @@ class OfferExplanations:
     @cached_property
     def _values(self) -> dict[int, dict[str, str | list[str]]]:
         """The attribute values behind each used attribute category (used categories only)."""
-        out: dict[int, dict[str, str | list[str]]] = {int(g): {} for g in self._used}
-        for name, raw in self.state.attributes.items():
-            g = self._ctx.attribute_category.get(name)
-            if g is None or g not in out or g == self._ctx.history:
-                continue
-            values = attribute_values(raw)
-            if values:
-                out[g][name] = values[0] if len(values) == 1 else values
-        return out
+        values = self._ctx.attribute_features(self.state.attributes).values
+        return {g: {name: list(v) if isinstance(v, tuple) else v
+                    for name, v in values.get(g, {}).items()} for g in self._used}
 
     @cached_property
     def not_used(self) -> list[NotUsed]:

@@ -27,14 +27,15 @@ add up is marked inexact, so that criteria say the history cannot be split rathe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from explain.attributions import Attribution, mean_item_vector
-from explain.context import HISTORY_PREFIX, ExplainContext, context
+from explain.context import IDENTITY_PREFIX, ExplainContext, context
 from recommender.artifacts import Artifact
-from recommender.features import customer_feature_weights
+from recommender.features import history_weights
 from recommender.ranking import CustomerState
 
 # Sums of float64 products: the split may differ from phi_g by rounding, never by more than this
@@ -49,7 +50,9 @@ class FeatureSplit:
     contributions: (n, m), summing within each category to Attribution.contributions; relative:
     (n, m), the same relative to the catalog mean, summing to Attribution.relative; exact: (G,) the
     split of g adds up (False for categories that are not used or cannot be split). A category's
-    features are contiguous: blocks[g] is their slice."""
+    features are contiguous: blocks[g] is their slice. learned: (m,) the feature is the customer's
+    learned identity (history "identity" or "blend"), not a past offer; there is one at most, the
+    last of the history block."""
 
     labels: np.ndarray
     category: np.ndarray
@@ -57,6 +60,7 @@ class FeatureSplit:
     relative: np.ndarray
     exact: np.ndarray
     blocks: dict[int, slice]
+    learned: np.ndarray
 
     def of(self, category: int) -> slice:
         """Positions (into labels and the columns of contributions) of one category's features."""
@@ -76,18 +80,20 @@ def split_features(
     ctx = context(artifact)
     if model.features is None or ctx.history_mode is None:
         return _empty(len(attribution), n_categories)
-    labels, rows, category, weights, blocks = _features(ctx, state, attribution.used)
+    labels, rows, category, weights, blocks, learned = _features(ctx, state, attribution.used)
     if stored is None:
         stored = _stored(artifact, state)
     # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
-    q = np.vstack([model.item_vectors[attribution.offers], mean_item_vector(model)])
-    vectors, bias = ctx.vectors[rows], ctx.bias[rows]
+    q = np.empty((len(attribution) + 1, model.item_vectors.shape[1]))
+    np.take(model.item_vectors, attribution.offers, axis=0, out=q[:-1])
+    q[-1] = mean_item_vector(model)
     if stored:
         # from_features: float32 weights times float64 embeddings, all in float64, so regrouping
         # w_j * (e_j . q_i) changes nothing beyond float64 rounding
         weights = weights.astype(np.float32).astype(np.float64)
-        own = (q @ vectors.astype(np.float64).T + bias) * weights
+        own = (q @ ctx.vectors64[rows].T + ctx.bias[rows]) * weights
     else:
+        vectors, bias = ctx.vectors[rows], ctx.bias[rows]
         # partials_from_features: weight * embedding rounded to the embeddings' own dtype; mirror
         # that rounding, or the parts miss its partials by ~1e-7
         rounded = weights.astype(vectors.dtype)
@@ -99,44 +105,55 @@ def split_features(
     parts = own - average[:, category] * (weights / total[category])
     contributions, mean = parts[:-1], parts[-1]
     return FeatureSplit(labels, category, contributions, contributions - mean,
-                        _check(contributions, category, attribution), blocks)
+                        _check(contributions, category, attribution), blocks, learned)
 
 
 def _features(ctx: ExplainContext, state: CustomerState, used: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[int, slice]]:
-    """(labels, feature rows, categories, weights, blocks) of the state's features in used
-    categories, grouped by category."""
-    by_category: dict[int, tuple[list, list, list]] = {}
-    # named and weighted by the function that built the partials; past offers are labelled by
-    # offer id and looked up by it (a history may be long, and this is on the serving path)
-    history = state.history if ctx.history_mode in ("items", "blend") and used[ctx.history] else ()
-    named = customer_feature_weights(
-        ctx.taxonomy, state.attributes, history, history_mode=ctx.history_mode,
-        customer_id=state.customer_id if state.known else None,
-    )
-    for name, weight in named.items():
-        g = ctx.category_of(name)
-        if not used[g]:
-            continue
-        labels, rows, weights = by_category.setdefault(g, ([], [], []))
-        if name.startswith(HISTORY_PREFIX):
-            offer = name[len(HISTORY_PREFIX):]
-            labels.append(offer)
-            rows.append(ctx.history_rows.get(offer, ctx.missing))
-        else:
-            labels.append(name)
-            rows.append(ctx.feature_rows.get(name, ctx.missing))
-        weights.append(weight)
-    labels, rows, category, weights, blocks, start = [], [], [], [], {}, 0
-    for g, (names, indices, values) in by_category.items():
-        blocks[g] = slice(start, start + len(names))
-        start += len(names)
-        labels += names
-        rows += indices
-        category += [g] * len(names)
-        weights += values
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[int, slice], np.ndarray]:
+    """(labels, feature rows, categories, weights, blocks, learned) of the state's features in used
+    categories, grouped by category; learned marks the learned identity (not a past offer).
+
+    Weighted by the functions that built the partials: customer_feature_weights, whose history part
+    is history_weights, used here directly so that no feature name is formatted per past offer (a
+    history may be long, and this is on the serving path)."""
+    known = ctx.attribute_features(state.attributes)
+    blocks: dict[int, slice] = {}
+    if all(used[g] for g in known.blocks):
+        labels, rows = list(known.names), list(known.rows)
+        weights, category = list(known.weights), list(known.categories)
+        blocks.update(known.blocks)
+    else:
+        labels, rows, weights, category = [], [], [], []
+        for g, block in known.blocks.items():
+            if used[g]:
+                blocks[g] = slice(len(labels), len(labels) + block.stop - block.start)
+                labels += known.names[block]
+                rows += known.rows[block]
+                weights += known.weights[block]
+                category += known.categories[block]
+    n_attributes = len(labels)
+    identity = None
+    if used[ctx.history]:
+        offers, offer_weight, identity, identity_weight = history_weights(
+            state.history, history_mode=ctx.history_mode,
+            customer_id=state.customer_id if state.known else None)
+        if offers:
+            labels += offers
+            history_rows, missing = ctx.history_rows, ctx.missing
+            rows += [history_rows.get(o, missing) for o in offers]
+            weights += [offer_weight] * len(offers)
+        if identity is not None:
+            labels.append(IDENTITY_PREFIX + identity)
+            rows.append(ctx.feature_rows.get(labels[-1], ctx.missing))
+            weights.append(identity_weight)
+        if len(labels) > n_attributes:
+            category += [ctx.history] * (len(labels) - n_attributes)
+            blocks[ctx.history] = slice(n_attributes, len(labels))
+    learned = np.zeros(len(labels), dtype=bool)
+    if identity is not None:
+        learned[-1] = True
     return (np.array(labels, dtype=object), np.array(rows, dtype=np.intp),
-            np.array(category, dtype=np.intp), np.array(weights, dtype=np.float64), blocks)
+            np.array(category, dtype=np.intp), np.array(weights, dtype=np.float64), blocks, learned)
 
 
 def _stored(artifact: Artifact, state: CustomerState) -> bool:
@@ -148,21 +165,34 @@ def _stored(artifact: Artifact, state: CustomerState) -> bool:
     if row is None:
         return False
     # stored partials copied elsewhere (an online store) are still the stored ones
-    return bool(np.array_equal(state.c, model.partial_bias[:, row])
-                and np.array_equal(state.p, model.partial_vectors[:, row]))
+    return same_values(state.c, model.partial_bias[:, row]) and same_values(
+        state.p, model.partial_vectors[:, row])
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold the same values bit for bit (a fraction of np.array_equal's
+    cost at the size of one customer's partials)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def _check(contributions: np.ndarray, category: np.ndarray, attribution: Attribution) -> np.ndarray:
     """Per category, whether the split adds up to phi_g; one scale for the whole response keeps
     this to a handful of operations (it runs on every request)."""
-    onehot = (category[:, None] == np.arange(len(attribution.categories))).astype(np.float64)
+    onehot = _identity(len(attribution.categories))[category]  # (m, G) feature -> category
     error = np.abs(contributions @ onehot - attribution.contributions).max(axis=0, initial=0.0)
     scale = np.abs(contributions).sum(axis=1).max(initial=0.0) + 1.0
     return attribution.used & (error <= _TOLERANCE * scale)
 
 
+@functools.cache
+def _identity(n: int) -> np.ndarray:
+    identity = np.eye(n)
+    identity.flags.writeable = False
+    return identity
+
+
 def _empty(n: int, n_categories: int) -> FeatureSplit:
     return FeatureSplit(
         np.array([], dtype=object), np.array([], dtype=np.intp), np.zeros((n, 0)), np.zeros((n, 0)),
-        np.zeros(n_categories, dtype=bool), {},
+        np.zeros(n_categories, dtype=bool), {}, np.zeros(0, dtype=bool),
     )

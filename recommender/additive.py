@@ -64,8 +64,9 @@ class AdditiveModel:
     mean_vectors: np.ndarray  # pbar: (G, d), over customers with data in g
     mean_bias: np.ndarray  # cbar: (G,)
     features: FeatureSpace | None = None
-    # base() is asked for on every request; the arrays never change after construction
-    _base: np.ndarray | None = field(default=None, init=False, repr=False)
+    # base() and the catalog means are asked for on every request: computed once, and kept with the
+    # identities of the arrays they came from, so reassigning one of them never serves stale values
+    _catalog: tuple | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_features(
@@ -140,12 +141,28 @@ class AdditiveModel:
     # --- the decomposition ----------------------------------------------------------------------
     def base(self) -> np.ndarray:
         """base(i): the average customer's score for every offer, (n_offers,). Read-only."""
-        if self._base is None:
+        return self._catalog_values()[0]
+
+    def catalog_mean(self) -> tuple[np.ndarray, float]:
+        """(qbar, mean base): the mean offer vector (read-only) and the mean of base(i) over the
+        catalog. phi_g is linear in q_i, so phi_g at qbar is its catalog mean (explain/)."""
+        _, mean_item, mean_base = self._catalog_values()
+        return mean_item, mean_base
+
+    def _catalog_values(self) -> tuple[np.ndarray, np.ndarray, float]:
+        cached = self._catalog
+        if (cached is None or cached[0] is not self.item_vectors or cached[1] is not self.item_bias
+                or cached[2] is not self.mean_vectors or cached[3] is not self.mean_bias):
             base = self.item_vectors @ self.mean_vectors.sum(axis=0) + self.item_bias
             base += self.mean_bias.sum()
             base.flags.writeable = False
-            self._base = base
-        return self._base
+            n_offers, d = self.item_vectors.shape
+            mean_item = self.item_vectors.mean(axis=0) if n_offers else np.zeros(d)
+            mean_item.flags.writeable = False
+            cached = self._catalog = (
+                self.item_vectors, self.item_bias, self.mean_vectors, self.mean_bias,  # the sources
+                base, mean_item, float(base.mean()) if n_offers else 0.0)
+        return cached[4], cached[5], cached[6]
 
     def partials(self, customer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(p_u: (G, d), c_u: (G,), has_data: (G,)) of one known customer."""

@@ -48,17 +48,28 @@ def customer_feature_weights(
             continue  # attributes the taxonomy leaves out (e.g. fairness through unawareness)
         groups[taxonomy.attributes[attribute]] += [f"{attribute}={v}" for v in attribute_values(value)]
     weights = {name: 1.0 / len(names) for names in groups.values() for name in names}
-    offers = [f"history:{o}" for o in dict.fromkeys(history)] if history_mode != "identity" else []
-    identity = f"customer:{customer_id}" if history_mode != "items" and customer_id is not None else None
-    if history_mode == "identity":
-        if identity:
-            weights[identity] = 1.0
-        return weights
-    share = IDENTITY_SHARE if history_mode == "blend" and identity and offers else 0.0
-    weights |= {name: (1.0 - share) / len(offers) for name in offers}
-    if share:
-        weights[identity] = share
+    offers, offer_weight, identity, identity_weight = history_weights(
+        history, history_mode=history_mode, customer_id=customer_id)
+    weights |= {f"history:{o}": offer_weight for o in offers}
+    if identity_weight:
+        weights[f"customer:{identity}"] = identity_weight
     return weights
+
+
+def history_weights(
+    history: Iterable[str], *, history_mode: str = "items", customer_id: str | None = None,
+) -> tuple[tuple[str, ...], float, str | None, float]:
+    """The interaction_history part of customer_feature_weights, unnamed: (distinct past offers,
+    the weight of each, the customer id whose identity feature is used or None, its weight).
+    Explanations split the history by it without formatting a feature name per past offer."""
+    if history_mode not in HISTORY_MODES:
+        raise ValueError(f"history_mode must be one of {HISTORY_MODES}, not {history_mode!r}")
+    offers = tuple(dict.fromkeys(history)) if history_mode != "identity" else ()
+    identity = customer_id if history_mode != "items" and customer_id is not None else None
+    if history_mode == "identity":
+        return (), 0.0, identity, 1.0 if identity is not None else 0.0
+    share = IDENTITY_SHARE if history_mode == "blend" and identity is not None and offers else 0.0
+    return offers, (1.0 - share) / len(offers) if offers else 0.0, identity if share else None, share
 
 
 def customer_histories(dataset: Dataset) -> list[list[str]]:

@@ -82,10 +82,11 @@ def rank(
     model = artifact.model
     all_scores = scores(model, state, allowed)
     masked = all_scores.copy()
-    offer_columns = artifact.offer_columns
-    removed = [offer_columns[o] for o in exclude if o in offer_columns]
+    column = artifact.offer_columns.get
+    # one lookup per offer (a history may be long): ids not in the catalog give None
+    removed = [c for c in map(column, exclude) if c is not None]
     if exclude_history and allowed[model.categories.index(HISTORY)]:
-        removed += [offer_columns[o] for o in state.history if o in offer_columns]
+        removed += [c for c in map(column, state.history) if c is not None]
     masked[removed] = -np.inf
     columns = top_k_one(masked, k)
     return columns, all_scores[columns]

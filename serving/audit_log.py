@@ -19,7 +19,6 @@ itself. `flush()` and `close()` end the wait at once.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
 import hmac
 import json
@@ -153,7 +152,6 @@ def record_dict(row) -> dict:
 
 
 _STOP = object()
-_FLUSH = object()  # put by flush(): write what the writer holds now, without lingering
 
 
 class AuditWriter:
@@ -172,6 +170,7 @@ class AuditWriter:
         self._pending: dict[str, dict] = {}  # request id -> row, until committed
         self._lock = threading.Lock()
         self._closed = False
+        self._hurry = threading.Event()  # set by flush() and close(): stop lingering
         self._thread = threading.Thread(target=self._run, name="trustrec-audit", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -213,9 +212,7 @@ class AuditWriter:
         """Wait until every row queued so far is committed; False if that took over `timeout`
         seconds (the database is down: the rows stay queued and the writer keeps retrying)."""
         deadline = time.monotonic() + timeout
-        if self._queue.unfinished_tasks:
-            with contextlib.suppress(queue.Full):  # full: the writer is behind, not lingering
-                self._queue.put_nowait(_FLUSH)  # the writer stops lingering
+        self._hurry.set()
         done = self._queue.all_tasks_done
         with done:  # the queue's own lock: nothing in here may call the queue's methods
             while self._queue.unfinished_tasks and self._thread.is_alive():
@@ -235,6 +232,7 @@ class AuditWriter:
         atexit.unregister(self.close)
         if self._thread.is_alive():
             self._queue.put(_STOP)
+            self._hurry.set()
             self._thread.join(timeout=30)
         if self._pending:
             log.error("audit writer closed with %d rows not written", len(self._pending))
@@ -246,30 +244,27 @@ class AuditWriter:
             if item is _STOP:
                 self._queue.task_done()
                 return
-            batch, markers, stop = [], 0, False
-            if item is _FLUSH:
-                markers += 1
-            else:
-                batch.append(item)
-                # linger for more rows (module docstring); past the deadline, take what is queued.
-                # A batch holds no more rows than the queue may: queue_size keeps bounding what
-                # waits, and a full queue still pushes back on requests when the database stalls.
-                deadline = time.monotonic() + self.linger_s
-                while len(batch) < min(self.batch_size, self._queue.maxsize or self.batch_size):
+            batch, stop = [item], False
+            # Linger for more rows (module docstring), asleep rather than woken by each row; then
+            # take what is queued. A batch holds no more rows than the queue may: queue_size keeps
+            # bounding what waits, and a full queue still pushes back when the database stalls.
+            deadline = time.monotonic() + self.linger_s
+            while len(batch) < min(self.batch_size, self._queue.maxsize or self.batch_size):
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
                     left = deadline - time.monotonic()
-                    try:
-                        more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                    except queue.Empty:
+                    if left <= 0 or self._hurry.is_set():
                         break
-                    if more is _STOP:
-                        stop = True
-                        break
-                    if more is _FLUSH:
-                        markers += 1
-                        break
-                    batch.append(more)
-                self._write_retrying(batch)
-            for _ in range(len(batch) + markers + stop):
+                    self._hurry.wait(left)
+                    continue
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            self._hurry.clear()  # a flush() from now on sees this batch in unfinished_tasks
+            self._write_retrying(batch)
+            for _ in range(len(batch) + stop):
                 self._queue.task_done()
             if stop:
                 return

@@ -25,6 +25,7 @@ import pandas as pd
 
 from explain import criteria
 from explain.criteria import OfferExplanations
+from explain.splits import same_values
 from explain.templates import Templates
 from recommender.additive import AdditiveModel
 from recommender.consent import Consent
@@ -128,9 +129,7 @@ def _build(loaded: LoadedModel) -> ServedVersion:
 
 def is_stored(state: CustomerState, record: CustomerRecord | None) -> bool:
     """Whether the state holds the partials stored at training (as explain.splits tells it)."""
-    return record is not None and bool(
-        np.array_equal(state.c, record.c) and np.array_equal(state.p, record.p)
-    )
+    return record is not None and same_values(state.c, record.c) and same_values(state.p, record.p)
 
 
 def explain_offers(

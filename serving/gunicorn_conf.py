@@ -5,8 +5,9 @@
 Each worker builds its own app (no preload: Redis and database connections must not be shared
 across a fork). Prometheus metrics are aggregated over the workers through files in
 PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set); a worker that exits is marked
-dead so its live gauges disappear. Workers, threads and bind address come from the environment
-(TRUSTREC_WORKERS, TRUSTREC_THREADS, TRUSTREC_BIND) or the command line, which wins.
+dead so its live gauges disappear. Workers, worker class, threads and bind address come from the
+environment (TRUSTREC_WORKERS, TRUSTREC_WORKER_CLASS, TRUSTREC_THREADS, TRUSTREC_BIND) or the
+command line, which wins.
 """
 
 from __future__ import annotations
@@ -26,11 +27,18 @@ else:
 
 bind = os.environ.get("TRUSTREC_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("TRUSTREC_WORKERS", "2"))
-# gthread: keep-alive connections from the storefront, and a worker is not idle while one
-# request waits on Redis
-worker_class = "gthread"
-threads = int(os.environ.get("TRUSTREC_THREADS", "4"))
-keepalive = 5
+# sync workers by default: one request at a time per process, each new connection taken by
+# whichever worker is free. A request is ~2 ms of CPU under one GIL, so threads in a worker only
+# interleave requests, and keep-alive pins a client's connections to one worker, which unbalances
+# two of them. Measured on this 2-core machine with bench-serve's load (8 connections), while
+# other work kept it busy: sync p99 17-22 ms at 550-720 requests/s; gthread with 2 threads p99
+# 18-31 ms at 640-790 requests/s, with 4 threads ~34 ms. gthread (TRUSTREC_WORKER_CLASS=gthread,
+# TRUSTREC_THREADS) keeps connections alive, for clients that connect directly rather than through
+# a proxy; sync workers expect a proxy in front that buffers slow clients (gunicorn's advice).
+worker_class = os.environ.get("TRUSTREC_WORKER_CLASS", "sync")
+# gunicorn turns a sync worker with more than one thread into gthread: threads only for gthread
+threads = int(os.environ.get("TRUSTREC_THREADS", "2")) if worker_class == "gthread" else 1
+keepalive = 5  # gthread: idle keep-alive connections are closed after this many seconds
 timeout = 30
 graceful_timeout = 20
 accesslog = None  # requests are counted in /metrics; an access log line costs each one

@@ -131,6 +131,21 @@ def test_the_writer_flushes_on_close_and_a_failed_sync_write_is_an_error(tmp_pat
         writer.submit(_record("r0", "x", time.time()), 1.0)
 
 
+def test_the_writer_batches_what_arrives_while_it_lingers_and_a_flush_cuts_it_short(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    create_schema(engine)
+    writer = AuditWriter(engine, linger_ms=10_000)
+    batches, write = [], writer._write
+    writer._write = lambda rows: (batches.append(len(rows)), write(rows))
+    for i in range(5):
+        writer.submit(_record(f"r{i}", "x", time.time()), 1.0)
+    started = time.monotonic()
+    assert writer.flush(timeout=5)
+    assert time.monotonic() - started < 2  # not the 10 s linger
+    assert batches == [5]  # one transaction
+    writer.close()
+
+
 def _record(request_id: str, customer_id: str, served_at: float) -> ServedRecord:
     return ServedRecord(
         request_id=request_id, served_at=served_at, endpoint="offers", actor="test",

@@ -25,6 +25,7 @@ from recommender.artifacts import Artifact, make_manifest
 from recommender.consent import Consent, category_mask
 from recommender.data import Dataset
 from recommender.errors import DataError
+from recommender.features import customer_feature_weights, history_weights
 from recommender.loaders import Storefront, generate_storefront, load_movielens
 from recommender.models.hybrid import HybridRecommender
 from recommender.ranking import CustomerState, customer_state, rank, scores
@@ -471,6 +472,40 @@ def test_blend_history_splits_into_past_offers_and_the_learned_profile():
             for criterion in explanations.criteria(i):
                 named = [p["offer_id"] for p in criterion.data.get("past_offers", [])]
                 assert set(named) <= set(state.history)
+
+
+@pytest.mark.parametrize("mode", ["items", "identity", "blend"])
+def test_history_weights_are_the_history_part_of_the_feature_weights(mode):
+    """The split weighs past offers by history_weights, the partials by customer_feature_weights:
+    the same numbers, or the split would not add up."""
+    taxonomy = synthetic().taxonomy
+    attributes = {"age_band": "25-34", "region": "north"}
+    for history, customer_id in [((), None), (("a", "b", "a", "c"), None), (("a",), "c1"),
+                                 (("a", "b", "c"), "c1"), ((), "c1")]:
+        expected = customer_feature_weights(taxonomy, attributes, history, history_mode=mode,
+                                            customer_id=customer_id)
+        offers, weight, identity, identity_weight = history_weights(
+            history, history_mode=mode, customer_id=customer_id)
+        named = customer_feature_weights(taxonomy, attributes, (), history_mode=mode)
+        named |= {f"history:{o}": weight for o in offers}
+        if identity is not None:
+            named[f"customer:{identity}"] = identity_weight
+        assert list(named.items()) == list(expected.items())
+    with pytest.raises(ValueError, match="history_mode"):
+        history_weights(("a",), history_mode="everything")
+
+
+def test_the_learned_profile_is_marked_in_the_split_and_named_by_no_criterion():
+    artifact = synthetic_blend()
+    allowed = np.ones(len(artifact.model.categories), dtype=bool)
+    for state in random_states(artifact, np.random.default_rng(6), 10):
+        columns, _ = rank(artifact, state, allowed, 10)
+        split = split_features(artifact, state, attribute(artifact.model, state, allowed, columns))
+        learned = [str(label) for label in split.labels[split.learned]]
+        identity = [str(label) for label in split.labels if str(label).startswith("customer:")]
+        assert learned == identity
+        if state.known and state.history:
+            assert learned == [f"customer:{state.customer_id}"]
 
 
 def test_top_category_matches_the_driver_for_the_served_blend():
