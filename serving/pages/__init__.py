@@ -63,24 +63,9 @@ def _render(page: str) -> str:
                            pages=PAGES, data=_page_data())
 
 
-@bp.get("/offers")
-def offers():
-    return _render("offers")
-
-
-@bp.get("/privacy")
-def privacy():
-    return _render("privacy")
-
-
-@bp.get("/data-usage")
-def data_usage():
-    return _render("data-usage")
-
-
-@bp.get("/policy")
-def policy():
-    return _render("policy")
+@bp.get(f"/<any({', '.join(repr(p) for p in PAGES)}):page>")
+def page(page: str):
+    return _render(page)
 
 
 @bp.get("/session")
