@@ -73,7 +73,10 @@ def register(app: Flask) -> None:
         return error_response(503, "not_ready", "the online store is unavailable", None,
                               {"Retry-After": "5"})
 
-    @app.errorhandler(sa.exc.SQLAlchemyError)
+    # Only an unreachable or failing database is "not ready"; other database errors are bugs (500).
+    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.InterfaceError)
+    @app.errorhandler(sa.exc.TimeoutError)
     def _database(error: Exception) -> Response:
         # the records' owner is unreachable: the request was fine, nothing was half-written
         log.error("database unavailable: %s", error)

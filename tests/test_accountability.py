@@ -282,7 +282,7 @@ def test_feedback_waits_for_the_record_another_worker_is_still_writing(make_app)
         customer_id=CUSTOMER, model_version="v", personalization="full", consent={},
         consent_source="record", categories_used=[], offers=[("o0001", 1.0)], params={},
         reasons={})
-    late = threading.Timer(0.3, services(serving_worker).on_served, args=(record,))
+    late = threading.Timer(0.1, services(serving_worker).on_served, args=(record,))
     late.start()  # the serving worker commits after the feedback arrived at the other worker
     try:
         response = feedback_worker.test_client().post("/v1/feedback", headers=key(), json={

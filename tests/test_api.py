@@ -280,6 +280,8 @@ def test_an_interaction_is_used_by_the_next_request(client):
     ({"offer_id": "o0001", "kind": "rating", "weight": 0}, "weight"),
     ({"offer_id": "o0001", "kind": "rating", "weight": "5"}, "weight"),
     ({"offer_id": "o0001", "kind": "click", "timestamp": "yesterday"}, "timestamp"),
+    ({"offer_id": "o0001", "kind": "click", "timestamp": 2**63}, "timestamp"),
+    ({"offer_id": "o0001", "kind": "click", "timestamp": -1}, "timestamp"),
     ({"offer_id": "o0001", "kind": "click", "channel": "app"}, "channel"),
     ({"kind": "click"}, "offer_id"),
 ])

@@ -19,6 +19,7 @@ from serving.interaction_log import record_interaction
 bp = Blueprint("interactions", __name__, url_prefix="/v1/customers/<customer_id>")
 
 KINDS = ("purchase", "click", "rating")
+LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: beyond it, not a time but a mistake
 FIELDS = ("offer_id", "kind", "weight", "timestamp")
 
 
@@ -66,7 +67,7 @@ def _timestamp(raw: object) -> int:
     """Unix seconds, from seconds or an ISO 8601 time with a zone; now when absent."""
     if raw is None:
         return int(time.time())
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= LATEST_TIMESTAMP:
         return raw
     if isinstance(raw, str):
         try:
@@ -74,6 +75,7 @@ def _timestamp(raw: object) -> int:
         except ValueError:
             pass
         else:
-            if moment.tzinfo is not None:
+            if moment.tzinfo is not None and 0 <= moment.timestamp() <= LATEST_TIMESTAMP:
                 return int(moment.timestamp())
-    raise _field("timestamp", "timestamp must be unix seconds or an ISO 8601 time with a zone")
+    raise _field("timestamp", "timestamp must be unix seconds or an ISO 8601 time with a zone, "
+                              "between 1970 and 9999")
