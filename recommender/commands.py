@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
+from pathlib import Path
 
 from recommender.artifacts import save_artifact
 from recommender.cli import parse_params, parse_value, write_json
@@ -221,7 +222,12 @@ def rules(args: argparse.Namespace) -> int:
         "fields only (give --artifact to check offers and categories)"
     print(f"{parsed.summary()}: valid, checked {checked}")
     if args.rules_command == "publish":
-        target = publish_rules(parsed, args.to)
+        if Path(args.to).is_dir():
+            raise TrustRecError(f"--to {args.to} is a folder: give the rule file's path")
+        try:
+            target = publish_rules(parsed, args.to)
+        except OSError as exc:
+            raise TrustRecError(f"cannot write {args.to}: {exc.strerror or exc}") from None
         print(f"published rules {parsed.version!r} to {target}")
     return 0
 

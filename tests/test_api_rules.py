@@ -166,3 +166,7 @@ def test_the_rules_command_checks_and_publishes(tmp_path, capsys):
     assert not target.exists()
     assert cli.main(["rules", "publish", str(good), "--to", str(target), "--artifact", artifact]) == 0
     assert target.read_text() == good.read_text()
+    # a folder, or a path through a file, is a message and exit 2, not a traceback
+    assert cli.main(["rules", "publish", str(good), "--to", str(tmp_path)]) == 2
+    assert cli.main(["rules", "publish", str(good), "--to", str(good / "x.toml")]) == 2
+    assert "cannot write" in capsys.readouterr().err

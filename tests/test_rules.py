@@ -313,6 +313,10 @@ def test_a_first_file_naming_an_unknown_offer_gives_no_rules(tmp_path):
     write(path, "v1", '[exclude]\noffers = ["o999"]')
     source = RulesFile(path, check_interval_ms=0)
     assert source.compiled("m1", OFFERS) is None and source.version is None
+    # the next model version's catalog has the offer: the same file is held to it again
+    assert source.compiled("m1", OFFERS) is None
+    later = source.compiled("m2", catalog(1000))
+    assert later is not None and later.version == "v1" and later.n_excluded == 1
 
 
 def test_publish_replaces_the_file_in_one_step(tmp_path):

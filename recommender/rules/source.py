@@ -60,7 +60,8 @@ class RulesFile:
     `compiled(version, offers, item_vectors)` returns the rules resolved for that catalog, or None
     when no valid rules are in force. A file is held against the catalog strictly the first time
     it is seen (an unknown offer refuses it); when only the model version changes, offers the new
-    catalog lacks match nothing and are logged.
+    catalog lacks match nothing and are logged. A file refused by one catalog is held to the next
+    model version's catalog again, which may have the offers it names.
     """
 
     def __init__(self, path: str | Path, check_interval_ms: float = 1000, *,
@@ -69,6 +70,7 @@ class RulesFile:
         self._signature = _signature(self.path)
         self._pending: BusinessRules | None = load_rules(self.path)  # not yet held to a catalog
         self._rules: BusinessRules | None = None
+        self._refused: tuple[BusinessRules, str] | None = None  # a file and the version refusing it
         self._compiled: dict[str, CompiledRules] = {}
         self._checked_at = clock()
         self._lock = threading.Lock()
@@ -79,7 +81,9 @@ class RulesFile:
 
     def compiled(self, version: str, offers: pd.DataFrame,
                  item_vectors: np.ndarray | None = None) -> CompiledRules | None:
-        waiting = self._pending is not None  # a file read but not yet held to a catalog
+        # a file read but not yet held to this catalog
+        waiting = self._pending is not None or (
+            self._refused is not None and self._refused[1] != version)
         if (waiting or (self.clock() - self._checked_at) * 1000 >= self.check_interval_ms) \
                 and self._lock.acquire(blocking=waiting):
             try:  # one thread checks the file; the others go on with the rules in force
@@ -101,19 +105,22 @@ class RulesFile:
         self._checked_at = self.clock()
         signature = _signature(self.path)
         if signature != self._signature:
-            self._signature = signature
+            self._signature, self._refused = signature, None
             try:
                 self._pending = load_rules(self.path)
             except DataError as exc:
                 self._pending = None
                 log.error("rule file refused, rules %s stay in force: %s", self.version, exc)
+        if self._pending is None and self._refused is not None and self._refused[1] != version:
+            self._pending = self._refused[0]  # a new model version: its catalog may have them
         if self._pending is None:
             return
         rules, self._pending = self._pending, None
         try:
             compiled = CompiledRules(rules, offers, item_vectors, strict=True)
         except DataError as exc:
+            self._refused = (rules, version)
             log.error("rule file refused, rules %s stay in force: %s", self.version, exc)
             return
-        self._rules, self._compiled = rules, {version: compiled}
+        self._rules, self._compiled, self._refused = rules, {version: compiled}, None
         log.info("business rules %s in force (%s)", rules.version, rules.source)
