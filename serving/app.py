@@ -127,7 +127,8 @@ def _services(settings: configuration.Settings) -> Services:
         "trustrec_audit_queue_full", "Audit records written synchronously because the audit "
         "queue was full", registry=metrics._registry)
     writer = AuditWriter(engine, queue_size=settings.audit_queue_size,
-                         block_ms=settings.audit_block_ms, on_full=queue_full.inc)
+                         block_ms=settings.audit_block_ms, on_full=queue_full.inc,
+                         secret=settings.secret_key)
     hook = _chain(writer, settings.on_served) if settings.on_served else writer
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,

@@ -161,8 +161,12 @@ class AuditWriter:
         self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 500,
         block_ms: int = 50, on_full: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.perf_counter, linger_ms: float = 50,
+        secret: str | None = None,
     ) -> None:
         self.engine, self.batch_size, self.block_s = engine, batch_size, block_ms / 1000
+        # with the serving secret, rows of customers erased after being served are never written:
+        # another worker may have erased them while this one still held their rows
+        self.secret = secret
         self.linger_s = linger_ms / 1000
         self.on_full, self.clock = on_full, clock
         self.queue_full_total = 0
@@ -289,7 +293,25 @@ class AuditWriter:
 
     def _write(self, rows: list[dict]) -> None:
         with begin_write(self.engine) as connection:
-            connection.execute(sa.insert(served_table), rows)
+            rows = self._not_erased(connection, rows)
+            if rows:
+                connection.execute(sa.insert(served_table), rows)
+
+    def _not_erased(self, connection: sa.Connection, rows: list[dict]) -> list[dict]:
+        if not self.secret:
+            return rows
+        hashes = {row["customer_id"]: subject_hash(row["customer_id"], self.secret) for row in rows}
+        erased: dict[str, datetime] = {}
+        for digest, moment in connection.execute(
+                sa.select(erasures_table.c.subject_hash, erasures_table.c.erased_at).where(
+                    erasures_table.c.subject_hash.in_(set(hashes.values())))):
+            erased[digest] = max(utc(moment), erased.get(digest, utc(moment)))
+        if not erased:
+            return rows
+        kept = [row for row in rows if not (hashes[row["customer_id"]] in erased
+                                           and row["served_at"] <= erased[hashes[row["customer_id"]]])]
+        log.info("audit: %d rows of erased customers not written", len(rows) - len(kept))
+        return kept
 
 
 def _request_latency_ms(clock: Callable[[], float]) -> float | None:

@@ -5,6 +5,7 @@ and erasure leaving no trace of the customer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -429,3 +430,22 @@ def test_erasure_leaves_no_trace_of_the_customer(app, client, redis_client, redi
     again = client.delete(f"/v1/customers/{victim}", headers=bearer(token_for(client, victim)))
     assert again.status_code == 200 and again.get_json()["receipt_id"] == receipt["receipt_id"]
     assert len(rows(app, erasures_table)) == 1
+    [tombstone] = rows(app, erasures_table)
+    assert json.loads(tombstone.counts)["served_responses"] >= receipt["removed"]["served_responses"]
+
+
+def test_rows_another_worker_still_holds_are_not_written_after_the_erasure(make_app):
+    erasing, holding = make_app(), make_app(published=None)  # two workers: one DB, one Redis
+    victim, client = "c00009", erasing.test_client()
+    served_before = time.time()
+    token = token_for(client, victim)
+    assert client.delete(f"/v1/customers/{victim}", headers=bearer(token)).status_code == 200
+    record = ServedRecord(  # served before the erasure, reaching the database only after it
+        request_id=str(uuid.uuid4()), served_at=served_before, endpoint="offers",
+        actor="storefront", customer_id=victim, model_version="v", personalization="full",
+        consent={}, consent_source="record", categories_used=[], offers=[("o0001", 1.0)])
+    services(holding).on_served(record)
+    later = dataclasses.replace(record, request_id=str(uuid.uuid4()), served_at=time.time() + 1,
+                                customer_id=victim)  # served after: the id is a new customer
+    services(holding).on_served(later)
+    assert [r.request_id for r in rows(holding, served_table)] == [later.request_id]

@@ -460,7 +460,12 @@ def erase(customer_id: str):
         if receipt_id is None:
             receipt_id = connection.execute(sa.insert(erasures_table).values(
                 subject_hash=digest, **values)).inserted_primary_key[0]
-        else:
+        else:  # the receipt adds up what every erasure of this customer removed
+            earlier = json.loads(connection.execute(sa.select(erasures_table.c.counts).where(
+                erasures_table.c.id == receipt_id)).scalar())
+            values["counts"] = json.dumps(
+                {name: counts.get(name, 0) + earlier.get(name, 0) for name in counts | earlier},
+                sort_keys=True)
             connection.execute(sa.update(erasures_table).where(
                 erasures_table.c.id == receipt_id).values(**values))
     return jsonify({
