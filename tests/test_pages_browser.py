@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,15 +46,23 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def server(app):
-    """The real app over HTTP on a free loopback port, for as long as the test runs."""
+@contextmanager
+def serving(app):
+    """The real app over HTTP on a free loopback port."""
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{http.server_port}"
+    finally:
+        http.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(app):
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -263,3 +272,31 @@ def _ratio(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
     high, low = sorted((luminance(a), luminance(b)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+def test_a_promoted_offer_says_so_and_its_why_names_the_shops_rule(browser, make_app, tmp_path):
+    from test_api_rules import campaign  # boosts the customer's 12th offer twenty-fold
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(campaign())
+    app = make_app(TRUSTREC_RULES=str(rules))
+    client = app.test_client()
+    token = token_for(client, CUSTOMER)
+    with serving(app) as url:
+        context = browser.new_context(viewport={"width": 1000, "height": 900})
+        context.set_default_timeout(WAIT_MS)
+        tab = context.new_page()
+        try:
+            shown = open_offers(tab, url, f"token={token}")
+            served = offers(client, query=f"?k={len(shown)}", headers=bearer(token))
+            promoted = [o["offer_id"] for o in served["offers"]
+                        if o.get("business_rule", {}).get("change") == "boosted"]
+            assert promoted and promoted[0] in shown
+            card = open_why(tab, shown.index(promoted[0]))
+            assert card.locator(".top-criteria li").first.inner_text() == "Promoted offer"
+            why = api_why(client, token, promoted[0])
+            assert why["business_rules"] and card.locator(".business-rule").all_inner_texts() == [
+                r["text"] for r in why["business_rules"]]
+            shot(tab, "8-promoted-offer-why")
+        finally:
+            context.close()

@@ -68,6 +68,10 @@ async function toggleWhy(button, panel, offer) {
 function explanation(why) {
   const parts = [el("h3", {}, "Why you see this offer")];
   if (why.message) parts.push(el("p", {}, why.message));
+  // the shop's own rules come first: they, not the customer's data, moved this offer
+  for (const rule of why.business_rules || []) {
+    parts.push(el("p", { class: "business-rule", "data-change": rule.change }, rule.text));
+  }
   parts.push(el("p", {}, "What made this offer more or less likely for you:"),
     el("ol", { class: "why-criteria" }, ...why.criteria.map((c) => el("li", { "data-category": c.category }, c.text))));
   parts.push(el("h4", {}, "How much each counted"), chart(why.criteria));
