@@ -25,7 +25,7 @@ from recommender.artifacts import Artifact, make_manifest
 from recommender.consent import Consent, category_mask
 from recommender.data import Dataset
 from recommender.errors import DataError
-from recommender.features import customer_feature_weights, history_weights
+from recommender.features import IDENTITY_SHARE, customer_feature_weights, history_weights
 from recommender.loaders import Storefront, generate_storefront, load_movielens
 from recommender.models.hybrid import HybridRecommender
 from recommender.ranking import CustomerState, customer_state, rank, scores
@@ -493,6 +493,23 @@ def test_history_weights_are_the_history_part_of_the_feature_weights(mode):
         assert list(named.items()) == list(expected.items())
     with pytest.raises(ValueError, match="history_mode"):
         history_weights(("a",), history_mode="everything")
+
+
+@pytest.mark.parametrize(("mode", "history", "customer_id", "expected"), [
+    ("items", ("a", "b", "a", "c"), None, (("a", "b", "c"), 1 / 3, None, 0.0)),
+    ("items", ("a",), "c1", (("a",), 1.0, None, 0.0)),
+    ("identity", ("a", "b"), "c1", ((), 0.0, "c1", 1.0)),
+    ("identity", (), None, ((), 0.0, None, 0.0)),
+    ("blend", ("a", "b"), "c1", (("a", "b"), 0.25, "c1", 0.5)),  # IDENTITY_SHARE of 0.5
+    ("blend", ("a", "b"), None, (("a", "b"), 0.5, None, 0.0)),  # cold start: offers only
+    ("blend", (), "c1", ((), 0.0, None, 0.0)),  # no history: no profile either
+])
+def test_history_weights_by_mode(mode, history, customer_id, expected):
+    assert IDENTITY_SHARE == 0.5
+    offers, weight, identity, identity_weight = history_weights(
+        history, history_mode=mode, customer_id=customer_id)
+    assert (offers, identity) == (expected[0], expected[2])
+    assert (weight, identity_weight) == pytest.approx((expected[1], expected[3]))
 
 
 def test_the_learned_profile_is_marked_in_the_split_and_named_by_no_criterion():
