@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from recommender.artifacts import save_artifact
@@ -20,6 +19,7 @@ from recommender.training import (
     mean_and_spread,
     train_and_evaluate,
 )
+from recommender.training_records import as_records_allow
 from recommender.tuning import tune as tune_models
 
 TABLE_COLUMNS = ["ndcg@{k}", "recall@{k}", "precision@{k}", "map@{k}", "coverage@{k}",
@@ -33,10 +33,8 @@ def _load(args: argparse.Namespace):
 def train(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     make_model(args.model, **params)  # refuse an unknown name or parameter before any work
-    dataset = _load(args)
-    if args.recorded_interactions:
-        dataset = _with_recorded(dataset, args.consent_db)
-    dataset, consent_counts = _consented(dataset, args.consent_db, args.regime)
+    dataset, consent_counts = as_records_allow(
+        _load(args), args.consent_db, args.regime, recorded_interactions=args.recorded_interactions)
     print(f"consent kept out of training: {consent_counts}")
     run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=consent_levels(args.model))
     print(format_table({f"{args.model} (test)": run.test_metrics}))
@@ -44,67 +42,6 @@ def train(args: argparse.Namespace) -> int:
     path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
     print(f"artifact written: {path}")
     return 0
-
-
-def _with_recorded(dataset, url: str | None):
-    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
-    the customers and offers it knows; the others are counted, not guessed at."""
-    if not url:
-        raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
-                            "(or $TRUSTREC_DATABASE_URL)")
-    import pandas as pd
-
-    from serving.db import create_schema, make_engine
-    from serving.interaction_log import recorded_interactions
-
-    engine = make_engine(url)
-    create_schema(engine)
-    recorded = recorded_interactions(engine)
-    known = (recorded["customer_id"].isin(dataset.customers.index)
-             & recorded["offer_id"].isin(dataset.offers.index))
-    print(f"recorded interactions: {int(known.sum())} added, {int((~known).sum())} skipped "
-          "(customer or offer not in the data)")
-    combined = pd.concat([dataset.interactions, recorded[known]], ignore_index=True)
-    return dataset.with_interactions(combined.sort_values("timestamp", kind="stable"))
-
-
-def _consented(dataset, url: str | None, regime: str):
-    """The data consent lets training use, with counts of what it kept out."""
-    from recommender.consent import default_consent, training_data
-
-    default = default_consent(dataset.taxonomy, regime)
-    if not url:
-        return training_data(dataset, {}, default)
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
-
-    engine = make_engine(url)
-    create_schema(engine)
-    dataset, erased = _without_erased(dataset, engine)
-    store = ConsentStore(engine, dataset.taxonomy, regime)
-    view, counts = training_data(dataset, store.consents(), store.default)
-    return view, counts | {"customers_erased": erased}
-
-
-def _without_erased(dataset, engine):
-    """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
-    made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
-    from serving.audit_log import erased_ids, is_erased
-
-    hashes = erased_ids(engine)
-    if not hashes:
-        return dataset, 0
-    secret = os.environ.get("TRUSTREC_SECRET_KEY")
-    if not secret:
-        raise TrustRecError(
-            f"{len(hashes)} erased customers are recorded: set TRUSTREC_SECRET_KEY (the serving "
-            "secret) so that training can leave them out"
-        )
-    erased = is_erased(dataset.customers.index.astype(str), hashes, secret)
-    customers = dataset.customers.drop(index=list(erased))
-    interactions = dataset.interactions[~dataset.interactions["customer_id"].isin(erased)]
-    interactions = interactions.reset_index(drop=True)
-    return replace(dataset, customers=customers, interactions=interactions), len(erased)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -168,7 +105,6 @@ GUNICORN = "gunicorn -c python:serving.gunicorn_conf 'serving.app:create_app()'"
 
 
 def serve(args: argparse.Namespace) -> int:
-    import os
 
     from serving.app import create_app
     from serving.auth import hash_key, new_key

@@ -54,6 +54,7 @@ from recommender.training import (
     fit_served_model,
     train_and_evaluate,
 )
+from recommender.training_records import as_records_allow
 
 __all__ = [
     "OUTPUT_ENV", "audit", "audit_gaps", "audit_groups", "audit_plots", "best_params",
@@ -82,11 +83,21 @@ def output_dir(default: str | os.PathLike[str] = "..") -> Path:
     return Path(os.environ.get(OUTPUT_ENV) or default)
 
 
-def save_model(dataset: Dataset, run: TrainingRun, folder: str | os.PathLike[str]) -> Path:
-    """Fit the run's configuration on all the data (the served model, as `trustrec train` does)
-    and write its artifact under folder/<version>/; returns that path."""
+def save_model(
+    dataset: Dataset, run: TrainingRun, folder: str | os.PathLike[str], *,
+    consent_db: str | None = None, regime: str = "opt_out", recorded_interactions: bool = False,
+) -> Path:
+    """Fit the run's configuration on all the data the records allow (the served model, as
+    `trustrec train` does) and write its artifact under folder/<version>/; returns that path.
+
+    consent_db: the serving database (SQLAlchemy URL). With it, withdrawn history, withheld
+    attributes and erased customers are left out, and with `recorded_interactions` the
+    interactions posted to the API are added; without it, every customer is under the default
+    consent of `regime`. Give it for a model you will publish."""
+    dataset, kept_out = as_records_allow(dataset, consent_db, regime,
+                                         recorded_interactions=recorded_interactions)
     served = fit_served_model(dataset, run)
-    return save_artifact(build_artifact(dataset, run, served), folder)
+    return save_artifact(build_artifact(dataset, run, served, kept_out), folder)
 
 
 def latest_model(folder: str | os.PathLike[str], dataset: Dataset | None = None) -> Path | None:

@@ -216,3 +216,26 @@ def test_rules_preview_is_reachable_from_the_notebook_api():
     assert tr.preview_rules is rules.preview
     with pytest.raises(AttributeError):
         tr.no_such_thing  # noqa: B018
+
+
+def test_a_saved_model_leaves_out_what_the_consent_records_withhold(tmp_path):
+    from recommender.artifacts import load_artifact
+    from recommender.consent import Consent
+    from serving.consent_store import ConsentStore
+    from serving.db import create_schema, make_engine
+
+    dataset = small()
+    withdrawn = str(dataset.interactions["customer_id"].iloc[0])
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    ConsentStore(engine, dataset.taxonomy).set(
+        withdrawn, Consent(frozenset({"demographics"}), "full"), actor=withdrawn, source="customer")
+    engine.dispose()
+
+    everything = load_artifact(tr.save_model(dataset, small_run(), tmp_path / "all"))
+    assert withdrawn in set(everything.history["customer_id"])
+    consented = load_artifact(tr.save_model(dataset, small_run(), tmp_path / "served",
+                                            consent_db=url))
+    assert withdrawn not in set(consented.history["customer_id"])
+    assert consented.manifest["counts"]["customers_history_excluded"] == 1

@@ -1,0 +1,82 @@
+"""Training data as the serving database's records allow: consent (withdrawn history, withheld
+attributes), erasures, and the interactions posted to the API. `trustrec train` and the notebooks'
+save_model use it, so a model meant for serving is trained on the same data either way."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from recommender.data import Dataset
+from recommender.errors import TrustRecError
+
+
+def as_records_allow(
+    dataset: Dataset, url: str | None, regime: str = "opt_out", *, recorded_interactions: bool = False,
+) -> tuple[Dataset, dict]:
+    """(the data training may use, counts of what was kept out). Without `url`, every customer
+    is under the default consent of `regime`."""
+    if recorded_interactions:
+        dataset = _with_recorded(dataset, url)
+    return _consented(dataset, url, regime)
+
+
+def _with_recorded(dataset, url: str | None):
+    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
+    the customers and offers it knows; the others are counted, not guessed at."""
+    if not url:
+        raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
+                            "(or $TRUSTREC_DATABASE_URL)")
+    import pandas as pd
+
+    from serving.db import create_schema, make_engine
+    from serving.interaction_log import recorded_interactions
+
+    engine = make_engine(url)
+    create_schema(engine)
+    recorded = recorded_interactions(engine)
+    known = (recorded["customer_id"].isin(dataset.customers.index)
+             & recorded["offer_id"].isin(dataset.offers.index))
+    print(f"recorded interactions: {int(known.sum())} added, {int((~known).sum())} skipped "
+          "(customer or offer not in the data)")
+    combined = pd.concat([dataset.interactions, recorded[known]], ignore_index=True)
+    return dataset.with_interactions(combined.sort_values("timestamp", kind="stable"))
+
+
+def _consented(dataset, url: str | None, regime: str):
+    """The data consent lets training use, with counts of what it kept out."""
+    from recommender.consent import default_consent, training_data
+
+    default = default_consent(dataset.taxonomy, regime)
+    if not url:
+        return training_data(dataset, {}, default)
+    from serving.consent_store import ConsentStore
+    from serving.db import create_schema, make_engine
+
+    engine = make_engine(url)
+    create_schema(engine)
+    dataset, erased = _without_erased(dataset, engine)
+    store = ConsentStore(engine, dataset.taxonomy, regime)
+    view, counts = training_data(dataset, store.consents(), store.default)
+    return view, counts | {"customers_erased": erased}
+
+
+def _without_erased(dataset, engine):
+    """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
+    made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
+    from serving.audit_log import erased_ids, is_erased
+
+    hashes = erased_ids(engine)
+    if not hashes:
+        return dataset, 0
+    secret = os.environ.get("TRUSTREC_SECRET_KEY")
+    if not secret:
+        raise TrustRecError(
+            f"{len(hashes)} erased customers are recorded: set TRUSTREC_SECRET_KEY (the serving "
+            "secret) so that training can leave them out"
+        )
+    erased = is_erased(dataset.customers.index.astype(str), hashes, secret)
+    customers = dataset.customers.drop(index=list(erased))
+    interactions = dataset.interactions[~dataset.interactions["customer_id"].isin(erased)]
+    interactions = interactions.reset_index(drop=True)
+    return replace(dataset, customers=customers, interactions=interactions), len(erased)
