@@ -22,6 +22,8 @@ interactions_table = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
               autoincrement=True),
     sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    # the client's own id for the event, so that a retried POST is recorded once
+    sa.Column("event_id", sa.String(128), nullable=True, unique=True),
     sa.Column("customer_id", sa.String(MAX_ID_LENGTH), nullable=False, index=True),
     sa.Column("offer_id", sa.String(MAX_ID_LENGTH), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -33,13 +35,22 @@ interactions_table = sa.Table(
 
 def record_interaction(
     engine: Engine, *, request_id: str, customer_id: str, offer_id: str, kind: str, weight: float,
-    timestamp: int, recorded_at: datetime,
-) -> None:
-    """Commit one interaction (before Redis sees it: a failure here loses nothing)."""
+    timestamp: int, recorded_at: datetime, event_id: str | None = None,
+) -> dict | None:
+    """Commit one interaction (before Redis sees it: a failure here loses nothing). With an
+    `event_id` already recorded, nothing is written and the earlier record is returned (a retry);
+    otherwise None."""
+    values = {"request_id": request_id, "customer_id": customer_id, "offer_id": offer_id,
+              "kind": kind, "weight": float(weight), "timestamp": int(timestamp),
+              "recorded_at": recorded_at, "event_id": event_id}
     with begin_write(engine) as connection:
-        connection.execute(sa.insert(interactions_table).values(
-            request_id=request_id, customer_id=customer_id, offer_id=offer_id, kind=kind,
-            weight=float(weight), timestamp=int(timestamp), recorded_at=recorded_at))
+        if event_id is not None:
+            earlier = connection.execute(sa.select(interactions_table).where(
+                interactions_table.c.event_id == event_id)).first()
+            if earlier is not None:
+                return dict(earlier._mapping)
+        connection.execute(sa.insert(interactions_table).values(**values))
+    return None
 
 
 def delete_interactions(connection: sa.Connection, customer_id: str) -> int:

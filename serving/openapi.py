@@ -41,7 +41,8 @@ def _errors(*statuses: int) -> dict:
         400: "Bad parameter or body (the field is named)", 401: "Missing or invalid credentials",
         403: "These credentials may not do this (e.g. a customer token for another customer)",
         404: "Unknown resource (for feedback: an unknown request id, or another customer's)",
-        409: "Consent changed since expected_version",
+        409: "Conflict: consent changed since expected_version, or an event_id already recorded "
+             "for another interaction",
         413: "Body too large", 415: "Body is not application/json",
         503: "Not ready: no model published, or Redis or the consent store unavailable",
     }
@@ -265,6 +266,9 @@ SCHEMAS: dict[str, Any] = {
             "timestamp": {"oneOf": [{"type": "integer", "minimum": 0},
                                     {"type": "string", "format": "date-time"}],
                           "description": "Unix seconds or ISO 8601 with a zone; default now."},
+            "event_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                         "description": "The client's id for this event: a retry with the same "
+                                        "id is recorded once (200, duplicate: true)."},
         },
     },
     "InteractionRecorded": {
@@ -277,6 +281,10 @@ SCHEMAS: dict[str, Any] = {
             "weight": {"type": "number"}, "timestamp": {"type": "integer"},
             "new_history_length": {"type": "integer",
                                    "description": "Offers recorded since the model was trained."},
+            "event_id": {"type": ["string", "null"]},
+            "duplicate": {"type": "boolean",
+                          "description": "true: this event_id was recorded before; nothing new "
+                                         "was written."},
         },
     },
     "TokenRequest": {
@@ -546,7 +554,8 @@ PATHS: dict[str, Any] = {
     "/v1/customers/{customer_id}/interactions": {"post": _op(
         "Record a purchase, click or rating", {
             "201": _json(_ref("InteractionRecorded"), "Recorded: the next request uses it"),
-            **_errors(400, 401, 403, 413, 415, 503)},
+            "200": _json(_ref("InteractionRecorded"), "A retry of an event_id already recorded"),
+            **_errors(400, 401, 403, 409, 413, 415, 503)},
         security=_STOREFRONT_ONLY, parameters=[_CUSTOMER], tag="interactions",
         body={"required": True, "content": {"application/json": {"schema": _ref("Interaction")}}})},
     "/v1/customers/{customer_id}/token": {"post": _op(

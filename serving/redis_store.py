@@ -398,10 +398,13 @@ class RedisModelStore:
         record = None if blob is None else decode_customer(blob)
         return record, [_text(o) for o in history], _text(consent)
 
-    def append_interaction(self, customer_id: str, offer_id: str) -> int:
+    def append_interaction(self, customer_id: str, offer_id: str, *, retry: bool = False) -> int:
         """Record an interaction made since training; the customer's next state includes it.
-        Returns how many such offers are kept (the oldest beyond MAX_NEW_HISTORY are dropped)."""
+        Returns how many such offers are kept (the oldest beyond MAX_NEW_HISTORY are dropped).
+        retry: the same event again, appended only if the first attempt did not get here."""
         key = self.keys.history(customer_id)
+        if retry and self.client.lpos(key, offer_id) is not None:
+            return self.client.llen(key)
         with self.client.pipeline(transaction=True) as pipe:
             pipe.rpush(key, offer_id).ltrim(key, -MAX_NEW_HISTORY, -1).llen(key)
             return pipe.execute()[-1]

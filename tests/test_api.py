@@ -566,3 +566,19 @@ def test_an_interaction_the_database_cannot_keep_is_refused_and_not_applied(clie
         assert target in ids(offers(client, query="?k=3"))  # Redis did not take it either
     finally:
         interactions_table.create(services.engine)
+
+
+def test_a_retried_interaction_with_its_event_id_is_recorded_once(client):
+    target = ids(offers(client, query="?k=3"))[1]
+    body = {"offer_id": target, "kind": "purchase", "event_id": "order-17/line-1"}
+    url = f"/v1/customers/{CUSTOMER}/interactions"
+    first = client.post(url, headers=key(), json=body)
+    again = client.post(url, headers=key(), json=body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.get_json()["duplicate"] is False and again.get_json()["duplicate"] is True
+    with client.application.extensions["trustrec"].engine.connect() as connection:
+        kept = connection.execute(sa.select(interactions_table)).all()
+    assert [(r.offer_id, r.event_id) for r in kept] == [(target, "order-17/line-1")]
+    assert again.get_json()["new_history_length"] == 1
+    other = client.post(url, headers=key(), json=body | {"kind": "click"})
+    assert other.status_code == 409 and other.get_json()["error"]["field"] == "event_id"

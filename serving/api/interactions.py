@@ -20,7 +20,8 @@ bp = Blueprint("interactions", __name__, url_prefix="/v1/customers/<customer_id>
 
 KINDS = ("purchase", "click", "rating")
 LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: beyond it, not a time but a mistake
-FIELDS = ("offer_id", "kind", "weight", "timestamp")
+FIELDS = ("offer_id", "kind", "weight", "timestamp", "event_id")
+MAX_EVENT_ID = 128
 
 
 @bp.post("/interactions")
@@ -47,15 +48,26 @@ def record(customer_id: str):
             or weight <= 0):
         raise _field("weight", "weight must be a positive number")
     timestamp = _timestamp(body.get("timestamp"))
-    record_interaction(services.engine, request_id=g.request_id, customer_id=customer_id,
-                       offer_id=offer_id, kind=kind, weight=weight, timestamp=timestamp,
-                       recorded_at=datetime.now(UTC))
-    kept = services.store.append_interaction(customer_id, offer_id)
+    event_id = body.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or not event_id
+                                 or len(event_id) > MAX_EVENT_ID):
+        raise _field("event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters")
+    earlier = record_interaction(
+        services.engine, request_id=g.request_id, customer_id=customer_id, offer_id=offer_id,
+        kind=kind, weight=weight, timestamp=timestamp, recorded_at=datetime.now(UTC),
+        event_id=event_id)
+    if earlier is not None and (earlier["customer_id"], earlier["offer_id"], earlier["kind"]) != (
+            customer_id, offer_id, kind):
+        raise ApiError(409, "conflict", f"event_id {event_id!r} was recorded for another "
+                                        "interaction", "event_id")
+    # a retry still reaches Redis: that may be what failed the first time
+    kept = services.store.append_interaction(customer_id, offer_id, retry=earlier is not None)
     response = jsonify({
         "request_id": g.request_id, "customer_id": customer_id, "offer_id": offer_id,
         "kind": kind, "weight": weight, "timestamp": timestamp, "new_history_length": kept,
+        "event_id": event_id, "duplicate": earlier is not None,
     })
-    response.status_code = 201
+    response.status_code = 200 if earlier is not None else 201
     return response
 
 
