@@ -243,12 +243,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
+# Business rules typical of a campaign, for the ML-100K catalog (genres are its categories).
+BENCH_RULES = """version = "bench"
+[[boost]]
+category = "Comedy"
+factor = 1.5
+[[bury]]
+category = "Horror"
+factor = 2.0
+[[cap]]
+share = 0.3
+[diversity]
+strength = 0.2
+by = "category"
+"""
+
+
 # --- in process -----------------------------------------------------------------------------------
 def in_process(client, prefix: str, customers: list[str], database_url: str, n: int) -> dict:
     """Medians of one recommend + explain (k=10) in this process: with the customer's state
     already read, and including the Redis round trip (the whole Recommender.offers call)."""
     from recommender.consent import category_mask
     from recommender.ranking import rank
+    from recommender.rules import RulesFile
     from recommender.taxonomy import Taxonomy
     from serving.consent_cache import ConsentCache
     from serving.consent_store import ConsentStore
@@ -287,6 +304,13 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
         return time.perf_counter() - started
 
     query = OffersQuery(k=10)
+    with tempfile.TemporaryDirectory() as folder:
+        rules_path = Path(folder) / "rules.toml"
+        rules_path.write_text(BENCH_RULES)
+        ruled = Recommender(cache, consents, rules=RulesFile(rules_path))
+        for customer in dict.fromkeys(sample):
+            ruled.offers(customer, query)  # warm, as above
+        with_rules = statistics.median(timed(lambda c: ruled.offers(c, query), c) for c in sample)
     return {
         "compute": statistics.median(timed(compute, c) for c in sample),
         "rank_only": statistics.median(
@@ -295,6 +319,7 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
             for c in sample),
         "with_redis": statistics.median(
             timed(lambda c: recommender.offers(c, query), c) for c in sample),
+        "with_rules": with_rules,
     }
 
 
@@ -409,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         ("in process: rank, k=10", f"{timings['rank_only'] * 1000:.3f} ms (median)"),
         ("in process: recommend + explain, k=10", f"{timings['compute'] * 1000:.3f} ms (median)"),
         ("in process: + Redis round trip", f"{timings['with_redis'] * 1000:.3f} ms (median)"),
+        ("in process: + business rules", f"{timings['with_rules'] * 1000:.3f} ms (median; "
+                                          "boost, bury, cap 0.3, diversity 0.2 by genre)"),
     ]
     width = max(len(name) for name, _ in rows)
     print()
