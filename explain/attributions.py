@@ -70,11 +70,6 @@ def base_values(model: AdditiveModel) -> np.ndarray:
     return model.base()
 
 
-def mean_item_vector(model: AdditiveModel) -> np.ndarray:
-    """qbar, the mean offer vector: phi and base at qbar are their means over the catalog."""
-    return model.catalog_mean()[0]
-
-
 def attribute(
     model: AdditiveModel, state: CustomerState, allowed: np.ndarray, offers: np.ndarray
 ) -> Attribution:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explain.attributions import Attribution, mean_item_vector
+from explain.attributions import Attribution
 from explain.context import IDENTITY_PREFIX, ExplainContext, context
 from recommender.artifacts import Artifact
 from recommender.features import history_weights
@@ -86,7 +86,7 @@ def split_features(
     # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
     q = np.empty((len(attribution) + 1, model.item_vectors.shape[1]))
     np.take(model.item_vectors, attribution.offers, axis=0, out=q[:-1])
-    q[-1] = mean_item_vector(model)
+    q[-1] = model.catalog_mean()[0]
     if stored:
         # from_features: float32 weights times float64 embeddings, all in float64, so regrouping
         # w_j * (e_j . q_i) changes nothing beyond float64 rounding

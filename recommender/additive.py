@@ -12,7 +12,8 @@ popularity) is written in this one form.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,9 +65,6 @@ class AdditiveModel:
     mean_vectors: np.ndarray  # pbar: (G, d), over customers with data in g
     mean_bias: np.ndarray  # cbar: (G,)
     features: FeatureSpace | None = None
-    # base() and the catalog means are asked for on every request: computed once, and kept with the
-    # identities of the arrays they came from, so reassigning one of them never serves stale values
-    _catalog: tuple | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_features(
@@ -141,28 +139,23 @@ class AdditiveModel:
     # --- the decomposition ----------------------------------------------------------------------
     def base(self) -> np.ndarray:
         """base(i): the average customer's score for every offer, (n_offers,). Read-only."""
-        return self._catalog_values()[0]
+        return self._catalog[0]
 
     def catalog_mean(self) -> tuple[np.ndarray, float]:
         """(qbar, mean base): the mean offer vector (read-only) and the mean of base(i) over the
         catalog. phi_g is linear in q_i, so phi_g at qbar is its catalog mean (explain/)."""
-        _, mean_item, mean_base = self._catalog_values()
-        return mean_item, mean_base
+        return self._catalog[1], self._catalog[2]
 
-    def _catalog_values(self) -> tuple[np.ndarray, np.ndarray, float]:
-        cached = self._catalog
-        if (cached is None or cached[0] is not self.item_vectors or cached[1] is not self.item_bias
-                or cached[2] is not self.mean_vectors or cached[3] is not self.mean_bias):
-            base = self.item_vectors @ self.mean_vectors.sum(axis=0) + self.item_bias
-            base += self.mean_bias.sum()
-            base.flags.writeable = False
-            n_offers, d = self.item_vectors.shape
-            mean_item = self.item_vectors.mean(axis=0) if n_offers else np.zeros(d)
-            mean_item.flags.writeable = False
-            cached = self._catalog = (
-                self.item_vectors, self.item_bias, self.mean_vectors, self.mean_bias,  # the sources
-                base, mean_item, float(base.mean()) if n_offers else 0.0)
-        return cached[4], cached[5], cached[6]
+    @cached_property
+    def _catalog(self) -> tuple[np.ndarray, np.ndarray, float]:
+        # asked for on every request; the arrays never change after construction
+        base = self.item_vectors @ self.mean_vectors.sum(axis=0) + self.item_bias
+        base += self.mean_bias.sum()
+        base.flags.writeable = False
+        n_offers, d = self.item_vectors.shape
+        mean_item = self.item_vectors.mean(axis=0) if n_offers else np.zeros(d)
+        mean_item.flags.writeable = False
+        return base, mean_item, float(base.mean()) if n_offers else 0.0
 
     def partials(self, customer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(p_u: (G, d), c_u: (G,), has_data: (G,)) of one known customer."""

@@ -16,24 +16,36 @@ def as_records_allow(
 ) -> tuple[Dataset, dict]:
     """(the data training may use, counts of what was kept out). Without `url`, every customer
     is under the default consent of `regime`."""
-    if recorded_interactions:
-        dataset = _with_recorded(dataset, url)
-    return _consented(dataset, url, regime)
+    from recommender.consent import default_consent, training_data
 
-
-def _with_recorded(dataset, url: str | None):
-    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
-    the customers and offers it knows; the others are counted, not guessed at."""
     if not url:
-        raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
-                            "(or $TRUSTREC_DATABASE_URL)")
-    import pandas as pd
-
+        if recorded_interactions:
+            raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
+                                "(or $TRUSTREC_DATABASE_URL)")
+        return training_data(dataset, {}, default_consent(dataset.taxonomy, regime))
+    from serving.consent_store import ConsentStore
     from serving.db import create_schema, make_engine
-    from serving.interaction_log import recorded_interactions
 
     engine = make_engine(url)
-    create_schema(engine)
+    try:
+        create_schema(engine)
+        if recorded_interactions:
+            dataset = _with_recorded(dataset, engine)
+        dataset, erased = _without_erased(dataset, engine)
+        store = ConsentStore(engine, dataset.taxonomy, regime)
+        view, counts = training_data(dataset, store.consents(), store.default)
+    finally:
+        engine.dispose()
+    return view, counts | {"customers_erased": erased}
+
+
+def _with_recorded(dataset: Dataset, engine) -> Dataset:
+    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
+    the customers and offers it knows; the others are counted, not guessed at."""
+    import pandas as pd
+
+    from serving.interaction_log import recorded_interactions
+
     recorded = recorded_interactions(engine)
     known = (recorded["customer_id"].isin(dataset.customers.index)
              & recorded["offer_id"].isin(dataset.offers.index))
@@ -41,24 +53,6 @@ def _with_recorded(dataset, url: str | None):
           "(customer or offer not in the data)")
     combined = pd.concat([dataset.interactions, recorded[known]], ignore_index=True)
     return dataset.with_interactions(combined.sort_values("timestamp", kind="stable"))
-
-
-def _consented(dataset, url: str | None, regime: str):
-    """The data consent lets training use, with counts of what it kept out."""
-    from recommender.consent import default_consent, training_data
-
-    default = default_consent(dataset.taxonomy, regime)
-    if not url:
-        return training_data(dataset, {}, default)
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
-
-    engine = make_engine(url)
-    create_schema(engine)
-    dataset, erased = _without_erased(dataset, engine)
-    store = ConsentStore(engine, dataset.taxonomy, regime)
-    view, counts = training_data(dataset, store.consents(), store.default)
-    return view, counts | {"customers_erased": erased}
 
 
 def _without_erased(dataset, engine):

@@ -30,9 +30,8 @@ workers = int(os.environ.get("TRUSTREC_WORKERS", "2"))
 # sync workers by default: one request at a time per process, each new connection taken by
 # whichever worker is free. A request is ~2 ms of CPU under one GIL, so threads in a worker only
 # interleave requests, and keep-alive pins a client's connections to one worker, which unbalances
-# two of them. Measured on this 2-core machine with bench-serve's load (8 connections), while
-# other work kept it busy: sync p99 17-22 ms at 550-720 requests/s; gthread with 2 threads p99
-# 18-31 ms at 640-790 requests/s, with 4 threads ~34 ms. gthread (TRUSTREC_WORKER_CLASS=gthread,
+# the two and lengthens the latency tail (compare: python -m benchmarks.serve
+# --worker-class gthread|sync). gthread (TRUSTREC_WORKER_CLASS=gthread,
 # TRUSTREC_THREADS) keeps connections alive, for clients that connect directly rather than through
 # a proxy; sync workers expect a proxy in front that buffers slow clients (gunicorn's advice).
 worker_class = os.environ.get("TRUSTREC_WORKER_CLASS", "sync")

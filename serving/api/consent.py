@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import redis
-import sqlalchemy as sa
 from flask import Blueprint, current_app, g, jsonify
 
 from explain.templates import Templates
@@ -30,9 +29,7 @@ def get_consent(customer_id: str):
     customer_id = params.customer_id(customer_id)
     params.no_query()
     store = current_app.extensions["trustrec"].consents
-    with _database():
-        record = store.get_record(customer_id)
-    return jsonify(_body(customer_id, record))
+    return jsonify(_body(customer_id, store.get_record(customer_id)))
 
 
 @bp.put("")
@@ -46,19 +43,18 @@ def put_consent(customer_id: str):
     store = services.consents
     consent = Consent.from_dict(body, store.taxonomy)  # a 400 naming the field when wrong
     principal = current_principal()
-    with _database():
-        try:
-            store.set(customer_id, consent, actor=principal.actor, source=principal.source,
-                      expected_version=expected)
-        except ConsentConflict as exc:
-            raise ApiError(409, "conflict", str(exc), "expected_version") from None
-        except redis.RedisError:
-            # committed, but the cache could not be told: the caller must retry (which stores the
-            # same choice again and invalidates again) rather than believe it is in force
-            log.error("consent of %r saved but the cache was not invalidated", customer_id)
-            raise ApiError(503, "not_ready", "the consent was saved but could not be applied yet; "
-                           "send it again") from None
-        record = store.get_record(customer_id)
+    try:
+        store.set(customer_id, consent, actor=principal.actor, source=principal.source,
+                  expected_version=expected)
+    except ConsentConflict as exc:
+        raise ApiError(409, "conflict", str(exc), "expected_version") from None
+    except redis.RedisError:
+        # committed, but the cache could not be told: the caller must retry (which stores the
+        # same choice again and invalidates again) rather than believe it is in force
+        log.error("consent of %r saved but the cache was not invalidated", customer_id)
+        raise ApiError(503, "not_ready", "the consent was saved but could not be applied yet; "
+                       "send it again") from None
+    record = store.get_record(customer_id)
     return jsonify(_body(customer_id, record))
 
 
@@ -68,22 +64,8 @@ def history(customer_id: str):
     customer_id = params.customer_id(customer_id)
     params.no_query()
     store = current_app.extensions["trustrec"].consents
-    with _database():
-        changes = store.history(customer_id)
-    return jsonify({"request_id": g.request_id, "customer_id": customer_id, "history": changes})
-
-
-class _database:
-    """Database failures as 503: the consent store is unreachable, not the request wrong."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if isinstance(error, sa.exc.SQLAlchemyError):
-            log.error("consent store unavailable: %s", error)
-            raise ApiError(503, "not_ready", "the consent store is unavailable") from None
-        return False
+    return jsonify({"request_id": g.request_id, "customer_id": customer_id,
+                    "history": store.history(customer_id)})
 
 
 def _body(customer_id: str, record: ConsentRecord | None) -> dict:

@@ -32,26 +32,26 @@ def record(customer_id: str):
     body = params.json_body()
     for name in body:
         if name not in FIELDS:
-            raise _field(name, f"unknown field {name!r}; expected: {', '.join(FIELDS)}")
+            raise bad_parameter(name, f"unknown field {name!r}; expected: {', '.join(FIELDS)}")
     services = current_app.extensions["trustrec"]
     offer_id = body.get("offer_id")
     if not isinstance(offer_id, str) or not offer_id:
-        raise _field("offer_id", "offer_id must be a non-empty string")
+        raise bad_parameter("offer_id", "offer_id must be a non-empty string")
     if offer_id not in services.cache.snapshot().offer_columns:
         raise ApiError(400, "unknown_offer", f"no offer {offer_id!r} in the current catalog",
                        "offer_id")
     kind = body.get("kind")
     if kind not in KINDS:
-        raise _field("kind", f"kind must be one of {', '.join(KINDS)}")
+        raise bad_parameter("kind", f"kind must be one of {', '.join(KINDS)}")
     weight = body.get("weight", 1.0)
     if (isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight)
             or weight <= 0):
-        raise _field("weight", "weight must be a positive number")
+        raise bad_parameter("weight", "weight must be a positive number")
     timestamp = _timestamp(body.get("timestamp"))
     event_id = body.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id
                                  or len(event_id) > MAX_EVENT_ID):
-        raise _field("event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters")
+        raise bad_parameter("event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters")
     earlier = record_interaction(
         services.engine, request_id=g.request_id, customer_id=customer_id, offer_id=offer_id,
         kind=kind, weight=weight, timestamp=timestamp, recorded_at=datetime.now(UTC),
@@ -71,10 +71,6 @@ def record(customer_id: str):
     return response
 
 
-def _field(name: str, message: str) -> ApiError:
-    return bad_parameter(name, message)
-
-
 def _timestamp(raw: object) -> int:
     """Unix seconds, from seconds or an ISO 8601 time with a zone; now when absent."""
     if raw is None:
@@ -89,5 +85,5 @@ def _timestamp(raw: object) -> int:
         else:
             if moment.tzinfo is not None and 0 <= moment.timestamp() <= LATEST_TIMESTAMP:
                 return int(moment.timestamp())
-    raise _field("timestamp", "timestamp must be unix seconds or an ISO 8601 time with a zone, "
+    raise bad_parameter("timestamp", "timestamp must be unix seconds or an ISO 8601 time with a zone, "
                               "between 1970 and 9999")
