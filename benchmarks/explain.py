@@ -2,7 +2,7 @@
 
     python -m benchmarks.explain --data ../shared/data/ml-100k     (make bench-explain)
 
-Trains the served hybrid on MovieLens-100K (or loads an artifact with --artifact), takes customers'
+Trains the served model on MovieLens-100K (or loads an artifact with --artifact), takes customers'
 top-10 offers under full consent, and times, per explained offer:
 - TrustRec's exact method for one offer (explain.attributions.attribute);
 - the response path: 10 offers attributed, split by past offer and worded as criteria;
@@ -42,31 +42,25 @@ from threadpoolctl import threadpool_limits
 
 from explain.attributions import attribute
 from explain.criteria import explain_offers
-from recommender.artifacts import Artifact, load_artifact, make_manifest
+from recommender.artifacts import Artifact, load_artifact
 from recommender.loaders import load_movielens
-from recommender.models import make_model
+from recommender.models import SERVED
 from recommender.ranking import CustomerState, customer_state, rank
 from recommender.taxonomy import Taxonomy
+from recommender.training import build_artifact, fit_served_model, train_and_evaluate
 
 TARGET_SECONDS = 200e-6  # 10 explained offers of one response, criteria included
 TARGET_SPEEDUP = 1000  # against 10 KernelExplainer calls
 
 
-def train(data: Path, epochs: int, seed: int, taxonomy: Path | None = None) -> Artifact:
-    """The served hybrid ("hybrid": history as past offers) fitted on all of ML-100K; a taxonomy
-    file with more categories (one per attribute, say) makes shap's explainers costlier."""
+def train(data: Path, seed: int, taxonomy: Path | None = None) -> Artifact:
+    """The served model as `trustrec train` builds it (settings chosen on validation, then fitted
+    on all of ML-100K); a taxonomy file with more categories (one per attribute, say) makes shap's
+    explainers costlier."""
     dataset = load_movielens(data, report=None,
                              taxonomy=Taxonomy.load(taxonomy) if taxonomy is not None else None)
-    model = make_model("hybrid", epochs=epochs, random_state=seed, show_progress=False)
-    model.fit(dataset)
-    manifest = make_manifest(
-        model_name="hybrid", params={"epochs": epochs}, taxonomy=model.taxonomy_,
-        history_mode=model.history, data_fingerprint=dataset.fingerprint(),
-        counts=dataset.summary(), metrics={},
-    )
-    history = dataset.interactions[["customer_id", "offer_id", "timestamp"]].reset_index(drop=True)
-    return Artifact(manifest=manifest, model=model.to_additive(), customers=dataset.customers,
-                    offers=dataset.offers, history=history)
+    run = train_and_evaluate(dataset, SERVED, {"show_progress": False}, seed=seed)
+    return build_artifact(dataset, run, fit_served_model(dataset, run))
 
 
 def median_time(run: Callable[[], object], repeat: int) -> float:
@@ -171,9 +165,8 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.explain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="MovieLens-100K folder (trains the hybrid)")
+    parser.add_argument("--data", type=Path, help="MovieLens-100K folder (trains the served model)")
     parser.add_argument("--artifact", type=Path, help="a saved artifact instead of training")
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument("--customers", type=int, default=100,
                         help="customers whose top-10 responses are timed (default 100)")
     parser.add_argument("--repeat", type=int, default=200,
@@ -192,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not args.data.is_dir():
             parser.error(f"MovieLens-100K folder not found: {args.data}")
-        print(f"training the served hybrid on {args.data} ({args.epochs} epochs)...", file=sys.stderr)
-        artifact = train(args.data, args.epochs, args.seed, args.taxonomy)
-        source = f"hybrid trained on {args.data.name}, {args.epochs} epochs"
+        print(f"training the served model ({SERVED}) on {args.data} ...", file=sys.stderr)
+        artifact = train(args.data, args.seed, args.taxonomy)
+        source = f"{SERVED} trained on {args.data.name}"
     with threadpool_limits(1, "blas"):
         r = run(artifact, args.customers, args.repeat, args.shap_pairs, args.seed)
     speedup = 10 * r["kernel"] / r["ten"]

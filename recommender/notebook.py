@@ -2,11 +2,11 @@
 
     from recommender import notebook as tr
     dataset = tr.load_data("synthetic")          # or ("movielens", "../../shared/data/ml-100k")
-    tr.compare_models(dataset, ["hybrid", "als", "popularity"], seeds=(0, 1))
-    table = tr.tune(dataset, "hybrid", {"no_components": [16, 32]})
-    tr.plot_validation_curves(table, "no_components")
-    run = tr.train(dataset, "hybrid", tr.best_params(table, ["no_components"]))
-    tr.evaluation_table(run)
+    tr.compare_models(dataset, ["served", "als", "popularity"], seeds=(0, 1), tune=True)
+    run = tr.train(dataset)                       # the served stack: its own search on validation
+    run.selection; tr.plot_component_weights(run); tr.evaluation_table(run)
+    table = tr.tune(dataset, "als", {"factors": [32, 64]})    # any model, any grid
+    tr.plot_validation_curves(table, "factors")
     model = tr.load_model(tr.save_model(dataset, run, "../models"))
     tr.explain_customer(model, "c00042"); shap.plots.waterfall(tr.offer_explanation(model, "c00042"))
     shap.plots.beeswarm(tr.category_importance(model))
@@ -44,7 +44,7 @@ from recommender.fairness import audit_artifact as audit
 from recommender.fairness.audit import artifact_configuration
 from recommender.fairness.plots import attribute_figure
 from recommender.loaders import load_dataset
-from recommender.models import make_model
+from recommender.models import SERVED, TUNING_GRIDS, make_model, model_name
 from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
 from recommender.training import (
@@ -55,9 +55,11 @@ from recommender.training import (
     train_and_evaluate,
 )
 from recommender.training_records import as_records_allow
+from recommender.tuning import best_params
 
 __all__ = [
     "OUTPUT_ENV", "audit", "audit_gaps", "audit_groups", "audit_plots", "best_params",
+    "plot_component_weights",
     "category_importance", "compare_models", "customer_profile", "evaluation_table", "explain_customer",
     "latest_model", "load_data", "load_model", "load_or_train", "offer_explanation",
     "output_dir", "plot_unawareness", "plot_validation_curves", "save_model", "train", "tune",
@@ -117,7 +119,7 @@ def latest_model(folder: str | os.PathLike[str], dataset: Dataset | None = None)
     return max(found)[2] if found else None
 
 
-def load_or_train(dataset: Dataset, folder: str | os.PathLike[str], model: str = "hybrid",
+def load_or_train(dataset: Dataset, folder: str | os.PathLike[str], model: str = SERVED,
                   params: dict | None = None, *, seed: int = 0) -> Artifact:
     """The newest artifact in `folder` trained on this data (e.g. saved by notebook 01); when
     there is none, train `model` with `params`, save it there and load it."""
@@ -130,10 +132,11 @@ def load_or_train(dataset: Dataset, folder: str | os.PathLike[str], model: str =
 
 
 # --- training, comparing, tuning ------------------------------------------------------------------
-def train(dataset: Dataset, model: str = "hybrid", params: dict | None = None, *, seed: int = 0,
+def train(dataset: Dataset, model: str = SERVED, params: dict | None = None, *, seed: int = 0,
           k: int = 10) -> TrainingRun:
-    """Early stopping on validation, refit on the training part, test once (and, for hybrids, the
-    test under the consent levels segment and none): recommender.training.train_and_evaluate."""
+    """Choose on validation (the served stack's search, or early stopping), refit on the training
+    part, test once (and, for models using attributes, the test under the consent levels segment
+    and none): recommender.training.train_and_evaluate. run.selection lists the candidates."""
     make_model(model, **(params or {}))  # an unknown name or parameter fails before any work
     return train_and_evaluate(dataset, model, params, seed=seed, k=k, levels=consent_levels(model))
 
@@ -147,15 +150,18 @@ def evaluation_table(run: TrainingRun) -> pd.DataFrame:
 
 
 def compare_models(
-    dataset: Dataset, models: Sequence[str] = ("hybrid", "als", "itemknn-bm25", "popularity"), *,
+    dataset: Dataset, models: Sequence[str] = (SERVED, "als", "itemknn-bm25", "popularity"), *,
     params: Mapping[str, dict] | None = None, seeds: Sequence[int] = (0, 1), k: int = 10,
+    tune: bool = False,
 ) -> pd.DataFrame:
     """Test metrics of each model on the evaluation protocol: mean and standard deviation (ddof
     0, as `trustrec evaluate`) over `seeds` of NDCG, precision, recall and coverage at k, and the
     mean training seconds. Hybrids also get rows under the consent levels segment and none.
     Models without a random seed (item-kNN, popularity) train once: their spread is 0.
 
-    params: per model name, hyperparameters overriding its defaults."""
+    params: per model name, hyperparameters overriding its defaults. tune: first tune each
+    baseline on validation over its grid (recommender.models.TUNING_GRIDS), as `trustrec
+    evaluate --tune` and `make bench-quality` do."""
     params = dict(params or {})
     if not seeds:
         raise DataError("give at least one seed", field="seeds")
@@ -172,7 +178,8 @@ def compare_models(
     rows = []
     for name, model_params, seed in tqdm(jobs, desc="compare", unit="run"):
         run = train_and_evaluate(dataset, name, model_params, seed=seed, k=k,
-                                 levels=consent_levels(name))
+                                 levels=consent_levels(name), show_progress=False,
+                                 tuning_grid=TUNING_GRIDS.get(model_name(name)) if tune else None)
         rows.append({"model": name, "seconds": run.train_seconds} | run.test_metrics)
         rows += [{"model": f"{name} [consent {level}]"} | m for level, m in run.level_metrics.items()]
     runs = pd.DataFrame(rows)
@@ -202,14 +209,6 @@ def tune(dataset: Dataset, model: str, grid: Mapping[str, Sequence], *, params: 
     return table.drop(columns=[c for c in fixed if c not in grid and c != "epochs"])
 
 
-def best_params(table: pd.DataFrame, grid: Mapping[str, Sequence] | Sequence[str]) -> dict:
-    """The grid values of the table's best row (its first, as tune sorts it), as plain Python
-    values ready for train() and an artifact's manifest."""
-    best = {name: table[name].iloc[0] for name in grid}  # by column: a row would mix int and float
-    return {name: value.item() if isinstance(value, np.generic) else value
-            for name, value in best.items()}
-
-
 def plot_validation_curves(table: pd.DataFrame, x: str, by: str | None = None,
                            metric: str | None = None) -> Figure:
     """Validation metric (default: tune's val_ndcg@k column) against the hyperparameter `x`,
@@ -228,6 +227,24 @@ def plot_validation_curves(table: pd.DataFrame, x: str, by: str | None = None,
     ax.grid(alpha=0.3)
     if by:
         ax.legend()
+    return figure
+
+
+def plot_component_weights(run: TrainingRun) -> Figure:
+    """The served stack's chosen weights, one bar per component score (on one scale, so they
+    compare): which kinds of data the model leans on for this data set."""
+    weights = run.params.get("weights")
+    if not weights:
+        raise DataError(f"model {run.name!r} has no component weights (the served stack has)",
+                        field="run")
+    figure = Figure(figsize=(5.5, 0.35 * len(weights) + 1.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    names = list(weights)
+    ax.barh(names, [weights[n] for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("weight (scores on one scale; 0: left out)")
+    ax.grid(axis="x", alpha=0.3)
     return figure
 
 

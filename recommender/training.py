@@ -2,23 +2,30 @@
 
 Protocol (recommender.split): the test split holds each customer's most recent positives;
 validation is carved from the training part the same way. Early stopping and any choice of
-hyperparameters look at validation only; the test split is measured once, by a model fitted on the
-whole training part with the chosen number of epochs.
+hyperparameters (a model's own search, as the served stack's, or a tuning grid) look at validation
+only; the test split is measured once, by a model fitted on the whole training part with the chosen
+values.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
 from recommender.artifacts import Artifact, make_manifest
 from recommender.consent import Consent, category_mask
 from recommender.data import Dataset
 from recommender.evaluation import evaluate
-from recommender.models import MODELS, Recommender, make_model
+from recommender.models import MODELS, TUNING_GRIDS, Recommender, make_model, model_name
+from recommender.models.hybrid import HybridRecommender
+from recommender.models.stack import StackedRecommender
 from recommender.split import Split, temporal_split
+from recommender.tuning import best_params, grid, tune
 
 
 @dataclass
@@ -33,6 +40,9 @@ class TrainingRun:
     test_metrics: dict[str, float]
     train_seconds: float
     level_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    # every candidate compared on validation (a model's own search, or a tuning grid), if any
+    selection: pd.DataFrame | None = None
+    refit_seconds: float = 0.0  # of train_seconds, the final fit with the chosen settings
 
 
 def _with_seed(params: dict, model: Recommender, seed: int | None) -> dict:
@@ -42,9 +52,11 @@ def _with_seed(params: dict, model: Recommender, seed: int | None) -> dict:
 
 
 def consent_levels(name: str) -> tuple[str, ...]:
-    """The reduced personalization levels worth evaluating for model `name`: those of the hybrids
-    that use customer attributes (a pure-history model under `segment` is just popularity)."""
-    if MODELS[name][0].__name__ == "HybridRecommender" and name != "lightfm-cf":
+    """The reduced personalization levels worth evaluating for model `name`: those of the models
+    that use customer attributes, the stack and the hybrids (a pure-history model under `segment`
+    is just popularity)."""
+    name = model_name(name)
+    if MODELS[name][0] in (StackedRecommender, HybridRecommender) and name != "lightfm-cf":
         return ("segment", "none")
     return ()
 
@@ -58,31 +70,53 @@ def level_allowed(model: Recommender, level: str) -> np.ndarray:
 def train_and_evaluate(
     dataset: Dataset, name: str, params: dict | None = None, *, seed: int | None = None,
     k: int = 10, split: Split | None = None, levels: tuple[str, ...] = (),
+    tuning_grid: Mapping[str, Sequence] | None = None, show_progress: bool = True,
 ) -> TrainingRun:
-    """Fit `name` with early stopping on validation, refit on the training part, test once.
+    """Fit `name` choosing on validation (early stopping, the model's own search, or the best of
+    `tuning_grid`'s candidates), refit on the training part with what was chosen, test once.
 
     levels: personalization levels ("segment", "none") to also measure on test, for models
     whose additive form has several categories."""
+    name = model_name(name)
     params = dict(params or {})
     split = split or temporal_split(dataset)
     inner = temporal_split(split.train)
     probe = make_model(name, **params)
     params = _with_seed(params, probe, seed)
     started = time.perf_counter()
+    selection = None
+    if tuning_grid:
+        candidates = [params | point for point in grid(**tuning_grid)]
+        selection = tune(dataset, name, candidates, seed=seed, k=k, split=split,
+                         show_progress=show_progress)
+        params = params | best_params(selection, tuning_grid)
     model = make_model(name, **params).fit(inner.train, validation=inner.test)
     validation_metrics = evaluate(model.score, inner, k=k)
-    if hasattr(model, "epochs_") and "epochs" in model.get_params():
-        params = params | {"epochs": int(model.epochs_)}
+    params = params | chosen_params(model)
+    if getattr(model, "selection_", None) is not None:
+        selection = model.selection_
+    refit_started = time.perf_counter()
     model = make_model(name, **params).fit(split.train)
     seconds = time.perf_counter() - started
+    refit_seconds = time.perf_counter() - refit_started
     test_metrics = evaluate(model.score, split, k=k)
-    run = TrainingRun(name, params, model, split, validation_metrics, test_metrics, seconds)
+    run = TrainingRun(name, params, model, split, validation_metrics, test_metrics, seconds,
+                      selection=selection, refit_seconds=refit_seconds)
     for level in levels:
         allowed = level_allowed(model, level)
         run.level_metrics[level] = evaluate(
             lambda rows, allowed=allowed: model.to_additive().score(rows, allowed), split, k=k
         )
     return run
+
+
+def chosen_params(model: Recommender) -> dict:
+    """What a model fitted with validation chose for its refit: its epochs (early stopping) or
+    its selected_params_ (a search)."""
+    chosen = dict(getattr(model, "selected_params_", {}))
+    if hasattr(model, "epochs_") and "epochs" in model.get_params():
+        chosen["epochs"] = int(model.epochs_)
+    return chosen
 
 
 def fit_served_model(dataset: Dataset, run: TrainingRun) -> Recommender:
@@ -95,7 +129,9 @@ def build_artifact(
 ) -> Artifact:
     """Package the served model; consent_counts (recommender.consent.training_data) say what
     consent kept out of the data."""
-    history_mode = model.get_params().get("history") if model.to_additive().features else None
+    history_mode = None
+    if model.to_additive().features is not None:
+        history_mode = getattr(model, "history_mode_", None) or model.get_params().get("history")
     manifest = make_manifest(
         model_name=run.name,
         params=_jsonable(run.params),
@@ -108,6 +144,7 @@ def build_artifact(
         } | (consent_counts or {}),
         metrics={"validation": run.validation_metrics, "test": run.test_metrics}
         | {f"test_{level}": m for level, m in run.level_metrics.items()},
+        selection=None if run.selection is None else _jsonable_rows(run.selection),
     )
     history = dataset.interactions[["customer_id", "offer_id", "timestamp"]].reset_index(drop=True)
     return Artifact(
@@ -118,6 +155,41 @@ def build_artifact(
 
 def _jsonable(params: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+
+
+def _jsonable_rows(table: pd.DataFrame) -> list[dict]:
+    """The selection table as JSON rows: empty cells left out, numpy scalars as Python values."""
+    return [{column: (value.item() if isinstance(value, np.generic) else value)
+             for column, value in row.items() if not pd.isna(value)}
+            for row in table.to_dict("records")]
+
+
+def compare(
+    dataset: Dataset, names: Sequence[str], *, seeds: Iterable[int] = (0,), k: int = 10,
+    tune: bool = False, params: Mapping[str, dict] | None = None, show_progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Test metrics of each model over `seeds` (mean, and the sd of NDCG), with the mean train
+    seconds (any tuning or search included) and refit seconds (the final fit alone); models that
+    use customer attributes get rows under the consent levels segment and none too. tune: each
+    baseline first tuned on validation over its TUNING_GRIDS grid."""
+    params = dict(params or {})
+    rows: dict[str, dict[str, float]] = {}
+    for name in tqdm(names, desc="compare", unit="model", disable=not show_progress):
+        quiet = {"show_progress": False} if "show_progress" in make_model(name).get_params() else {}
+        runs = [
+            train_and_evaluate(dataset, name, params.get(name, {}) | quiet, seed=seed, k=k,
+                               levels=consent_levels(name), show_progress=False,
+                               tuning_grid=TUNING_GRIDS.get(name) if tune else None)
+            for seed in seeds
+        ]
+        rows[name] = mean_and_spread([r.test_metrics for r in runs]) | {
+            "train seconds": float(np.mean([r.train_seconds for r in runs])),
+            "refit seconds": float(np.mean([r.refit_seconds for r in runs])),
+        }
+        for level in runs[0].level_metrics:
+            rows[f"{name} [consent {level}]"] = mean_and_spread(
+                [r.level_metrics[level] for r in runs])
+    return rows
 
 
 def mean_and_spread(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -20,12 +20,16 @@ from pathlib import Path
 from recommender.artifacts import save_artifact
 from recommender.evaluation import format_table
 from recommender.loaders import load_synthetic
-from recommender.training import build_artifact, fit_served_model, train_and_evaluate
+from recommender.models import SERVED
+from recommender.training import (
+    build_artifact,
+    consent_levels,
+    fit_served_model,
+    train_and_evaluate,
+)
 from serving.auth import ADMIN, STOREFRONT, Authenticator, hash_key, new_key
 from serving.publish import connect, publish
 from serving.redis_store import DEFAULT_PREFIX
-
-DEMO_EPOCHS = 20  # early stopping picks fewer; the cap keeps a slow machine near a minute
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,11 @@ def run(*, out: str | Path = "models", host: str = "127.0.0.1", port: int = 8000
     print("1/4 generating the synthetic storefront ...", flush=True)
     dataset = load_synthetic(seed=seed)
     print(f"    {dataset.summary()}")
-    print("2/4 training the hybrid model (early stopping on validation) ...", flush=True)
-    training = train_and_evaluate(dataset, "hybrid", {"epochs": DEMO_EPOCHS, "show_progress": False},
-                                  seed=seed, levels=("segment", "none"))
-    print(format_table({"hybrid (test)": training.test_metrics}))
+    print(f"2/4 training the served model ({SERVED}: settings chosen on validation) ...",
+          flush=True)
+    training = train_and_evaluate(dataset, SERVED, {"show_progress": False}, seed=seed,
+                                  levels=consent_levels(SERVED))
+    print(format_table({f"{SERVED} (test)": training.test_metrics}))
     model = fit_served_model(dataset, training)
     path = save_artifact(build_artifact(dataset, training, model), out)
     print(f"    artifact: {path}")

@@ -13,7 +13,9 @@ from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
 
 K = 10
-ARTIFACTS = {"synthetic": synthetic_artifact, "movielens": movielens_artifact}
+# the served stack on both data sets, and the LightFM hybrid, which serves through the same code
+ARTIFACTS = {"synthetic": synthetic_artifact, "movielens": movielens_artifact,
+             "synthetic-hybrid": lambda: synthetic_artifact("hybrid")}
 
 
 def served(artifact, customer_id, consent, attributes, new_history=()):

@@ -42,7 +42,7 @@ def test_score_is_base_plus_allowed_contributions(fitted):
 
 
 def test_category_with_no_data_contributes_nothing():
-    model = synthetic_artifact().model
+    model = synthetic_artifact("hybrid").model
     assert model.has_data.all(axis=1).any()
     p, c, _ = model.partials(0)
     nothing = np.zeros(len(model.categories), dtype=bool)

@@ -349,3 +349,135 @@ def test_load_dataset_refuses(path, format, field):
     with pytest.raises(DataError) as error:
         load_dataset(path, format)
     assert error.value.field == field
+
+
+# --- what real logs need: row filters, repeated ids, declared timestamp formats ----------------
+LOG = """invoice,customer_id,sku,name,rating,qty,when
+1,c1,A100,Trail shoes,5,2,1/3/24 10:15
+C2,c1,A100,Trail shoes,5,-2,1/3/24 11:00
+3,,B100,Cookbook,4,1,1/4/24 09:00
+4,c2,B100,Cookbook (2nd ed.),2,1,1/5/24 12:30
+5,c2,C100,Headphones,4,3,1/6/24 08:05
+6,c3,C100,Headphones,5,0,1/7/24 16:45
+"""
+
+
+def log_mapping(folder: Path, interactions_filter: str, extra: str = "") -> Path:
+    (folder / "log.csv").write_text(LOG)
+    mapping = folder / "mapping.toml"
+    mapping.write_text(f"""
+[customers]
+file = "log.csv"
+id = "customer_id"
+duplicates = "last"
+[customers.filter]
+drop_empty = ["customer_id"]
+[offers]
+file = "log.csv"
+id = "sku"
+title = "name"
+duplicates = "last"
+[interactions]
+file = "log.csv"
+customer = "customer_id"
+offer = "sku"
+timestamp = "when"
+timestamp_format = "%m/%d/%y %H:%M"
+{extra}
+[interactions.filter]
+{interactions_filter}
+""")
+    return mapping
+
+
+def test_tabular_filters_keep_positive_interactions_and_report_each_rule(tmp_path):
+    lines = []
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]\ndrop_prefix = { invoice = "C" }\n'
+                                    'above = { qty = 0 }\nmin = { rating = 4 }')
+    dataset = load_tabular(mapping, report=lines.append)
+    rows = dataset.interactions.sort_values("timestamp")
+    assert list(zip(rows["customer_id"], rows["offer_id"], strict=True)) == [("c1", "A100"),
+                                                                             ("c2", "C100")]
+    assert rows["timestamp"].tolist() == [1704276900, 1704528300]  # 2024-01-03 10:15, 01-06 08:05 UTC
+    report = [line for line in lines if "[interactions]" in line][0]
+    assert "kept 2 of 6 rows" in report
+    for rule in ("drop_empty customer_id: 1", "drop_prefix invoice: 1", "above qty: 1",
+                 "min rating: 1"):
+        assert rule in report
+    # repeated ids: one customer and one offer each, the last row's values; no empty id
+    assert list(dataset.customers.index) == ["c1", "c2", "c3"]
+    assert dataset.offers.loc["B100", "title"] == "Cookbook (2nd ed.)"
+
+
+def test_tabular_first_row_wins_with_duplicates_first(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]')
+    edit(mapping, 'title = "name"\nduplicates = "last"', 'title = "name"\nduplicates = "first"')
+    assert load_tabular(mapping, report=None).offers.loc["B100", "title"] == "Cookbook"
+
+
+def test_tabular_repeated_ids_need_a_duplicates_policy(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]')
+    edit(mapping, 'title = "name"\nduplicates = "last"', 'title = "name"')
+    with pytest.raises(DataError, match="duplicate id 'A100'") as error:
+        load_tabular(mapping, report=None)
+    assert (error.value.line, error.value.field) == (3, "sku")
+
+
+@pytest.mark.parametrize(("rules", "field", "message"), [
+    ('keep = ["qty"]', "interactions.filter.keep", "unknown rule 'keep'"),
+    ('above = { qty = "0" }', "interactions.filter.above", "must be a number"),
+    ('drop_empty = "customer_id"', "interactions.filter.drop_empty", "list of column names"),
+    ('drop_prefix = { invoice = "" }', "interactions.filter.drop_prefix", "non-empty string"),
+    ('drop_values = { sku = "A100" }', "interactions.filter.drop_values", "list of strings"),
+])
+def test_tabular_bad_filter_names_the_rule(tmp_path, rules, field, message):
+    with pytest.raises(DataError, match=message) as error:
+        load_tabular(log_mapping(tmp_path, rules), report=None)
+    assert error.value.field == field
+
+
+def test_tabular_filter_on_a_value_that_is_not_a_number_names_the_line(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]\nmin = { rating = 4 }')
+    edit(tmp_path / "log.csv", "c2,C100,Headphones,4,", "c2,C100,Headphones,four,")
+    with pytest.raises(DataError, match="'four' is not a number") as error:
+        load_tabular(mapping, report=None)
+    assert (error.value.line, error.value.field) == (6, "rating")
+
+
+def test_tabular_filter_drop_values_and_missing_filter_column(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]\ndrop_values = { sku = ["A100"] }')
+    assert set(load_tabular(mapping, report=None).interactions["offer_id"]) == {"B100", "C100"}
+    mapping = log_mapping(tmp_path, 'drop_empty = ["colour"]')
+    with pytest.raises(DataError, match="column 'colour' not found"):
+        load_tabular(mapping, report=None)
+
+
+def test_tabular_declared_timestamp_format_names_a_row_that_does_not_match(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]')
+    edit(tmp_path / "log.csv", "1/5/24 12:30", "2024-01-05 12:30")
+    with pytest.raises(DataError, match="does not match the format '%m/%d/%y %H:%M'") as error:
+        load_tabular(mapping, report=None)
+    assert (error.value.line, error.value.field) == (5, "when")
+
+
+def test_tabular_duplicates_policy_is_checked(tmp_path):
+    mapping = log_mapping(tmp_path, 'drop_empty = ["customer_id"]')
+    edit(mapping, 'duplicates = "last"', 'duplicates = "latest"')
+    with pytest.raises(DataError, match="must be one of error, first, last") as error:
+        load_tabular(mapping, report=None)
+    assert error.value.field == "customers.duplicates"
+
+
+RETAIL = REPO.parent / "shared" / "data" / "online-retail" / "online_retail_dec2010.csv"
+
+
+@pytest.mark.skipif(not RETAIL.is_file(), reason=f"the retail log is not at {RETAIL}")
+def test_retail_log_loads_from_its_raw_file_with_the_example_mapping():
+    lines = []
+    dataset = load_tabular(REPO / "examples" / "retail" / "mapping.toml", report=lines.append)
+    # the figures ../shared/data/online-retail/README.md gives for the purchase lines
+    assert dataset.summary() == {"customers": 666, "offers": 2135, "interactions": 18102}
+    assert dataset.taxonomy.category_of("Country") == "location"
+    assert dataset.customers["Country"].notna().all()
+    assert (dataset.interactions["weight"] > 0).all()
+    assert any("drop_prefix InvoiceNo: 386" in line for line in lines)

@@ -11,12 +11,14 @@ from recommender.artifacts import Artifact
 from recommender.data import Dataset
 from recommender.evaluation import evaluate
 from recommender.loaders import load_movielens, load_synthetic
-from recommender.models import make_model
+from recommender.models import SERVED, make_model
 from recommender.split import temporal_split
 from recommender.training import TrainingRun, build_artifact
 
 ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
 FAST = {"epochs": 5, "num_threads": 1, "random_state": 0, "show_progress": False}
+# the served stack fitted without validation takes its default weights: every component, fast
+STACK = {"num_threads": 1, "random_state": 0, "show_progress": False}
 
 
 def require_ml100k() -> Path:
@@ -25,9 +27,12 @@ def require_ml100k() -> Path:
     return ML100K
 
 
-def artifact_for(dataset: Dataset, name: str = "hybrid", **params: object) -> Artifact:
+def artifact_for(dataset: Dataset, name: str = SERVED, **params: object) -> Artifact:
     """A served-style artifact of `name` fitted on all of `dataset` (deterministic: one thread)."""
-    params = FAST | params if name.startswith(("hybrid", "lightfm")) else params
+    if name.startswith(("hybrid", "lightfm")):
+        params = FAST | params
+    elif name in (SERVED, "served"):
+        params = STACK | params
     model = make_model(name, **params).fit(dataset)
     split = temporal_split(dataset)
     run = TrainingRun(name, params, model, split, {}, evaluate(model.score, split), 0.0)
@@ -40,8 +45,9 @@ def synthetic_dataset(seed: int = 0) -> Dataset:
 
 
 @cache
-def synthetic_artifact(history: str = "blend") -> Artifact:
-    return artifact_for(synthetic_dataset(), history=history)
+def synthetic_artifact(name: str = SERVED) -> Artifact:
+    """The served model (or `name`: "hybrid" is the LightFM hybrid, history "blend")."""
+    return artifact_for(synthetic_dataset(), name)
 
 
 @cache
@@ -50,5 +56,5 @@ def movielens_dataset() -> Dataset:
 
 
 @cache
-def movielens_artifact(history: str = "blend") -> Artifact:
-    return artifact_for(movielens_dataset(), history=history)
+def movielens_artifact(name: str = SERVED) -> Artifact:
+    return artifact_for(movielens_dataset(), name)

@@ -8,8 +8,9 @@ line, even after blank lines or quoted line breaks.
 from __future__ import annotations
 
 import csv
+import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +25,27 @@ DEFAULT_KIND = "purchase"
 DEFAULT_WEIGHT = 1.0
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _INTEGER = r"[+-]?\d{1,18}"  # more digits would overflow int64
+Reporter = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 # key -> required?; unknown keys are refused so a typo ("atributes") cannot silently drop data
 _SECTIONS: dict[str, dict[str, bool]] = {
-    "customers": {"file": True, "id": True, "attributes": False},
-    "offers": {"file": True, "id": True, "title": True, "attributes": False},
+    "customers": {"file": True, "id": True, "attributes": False, "duplicates": False,
+                  "filter": False},
+    "offers": {"file": True, "id": True, "title": True, "attributes": False, "duplicates": False,
+               "filter": False},
     "interactions": {
         "file": True, "customer": True, "offer": True, "timestamp": True,
-        "kind": False, "weight": False,
+        "kind": False, "weight": False, "timestamp_format": False, "filter": False,
     },
 }
+DUPLICATES = ("error", "first", "last")  # what to do with a repeated id (a log lists one per row)
+# [section.filter]: which rows are kept; each rule's count of dropped rows is reported
+_FILTERS = {"drop_empty": list, "min": dict, "above": dict, "drop_prefix": dict,
+            "drop_values": dict}
 _TOP_LEVEL = {"taxonomy", "name", *_SECTIONS}
 
 
@@ -165,9 +177,13 @@ def as_text(values: pd.Series) -> pd.Series:
 
 
 # --- parsing values ------------------------------------------------------------------------------
-def parse_timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def parse_timestamps(values: pd.Series, declared: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(seconds since the epoch as int64, bad mask). Accepts integer seconds, ISO-8601 strings
-    (without a zone: UTC) and, from Parquet, datetime columns."""
+    (without a zone: UTC) and, from Parquet, datetime columns; with `declared`, a strftime format
+    ("%m/%d/%y %H:%M"; without a zone: UTC) that every text value must match."""
+    if declared is not None and not pd.api.types.is_datetime64_any_dtype(values):
+        text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
+        return _seconds(pd.to_datetime(text, format=declared, utc=True, errors="coerce"))
     if pd.api.types.is_datetime64_any_dtype(values):
         moments = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
         return _seconds(moments)
@@ -195,20 +211,24 @@ def _seconds(moments: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the mapping file -----------------------------------------------------------------------------
-def load_tabular(mapping_path: str | Path, *, taxonomy: Taxonomy | None = None) -> Dataset:
+def load_tabular(mapping_path: str | Path, *, taxonomy: Taxonomy | None = None,
+                 report: Reporter | None = _stderr) -> Dataset:
     """The dataset a mapping file describes (format: see README, "Loading your own data").
 
     Relative paths resolve against the mapping file's folder. `taxonomy` overrides the one the
-    mapping names (default: the built-in taxonomy)."""
+    mapping names (default: the built-in taxonomy). `report` receives one line per filtered table
+    saying how many rows each rule dropped (None: silent)."""
+    report = report or (lambda line: None)
     mapping_path = Path(mapping_path)
     mapping = _read_mapping(mapping_path)
     folder = mapping_path.parent
     if taxonomy is None:
         taxonomy = (Taxonomy.load(folder / mapping["taxonomy"]) if "taxonomy" in mapping
                     else Taxonomy.default())
-    customers = _customers(mapping["customers"], folder, taxonomy, mapping_path)
-    offers = _offers(mapping["offers"], folder)
-    interactions = _interactions(mapping["interactions"], folder, customers.index, offers.index)
+    customers = _customers(mapping["customers"], folder, taxonomy, mapping_path, report)
+    offers = _offers(mapping["offers"], folder, report)
+    interactions = _interactions(mapping["interactions"], folder, customers.index, offers.index,
+                                 report)
     return Dataset(customers, offers, interactions, taxonomy,
                    name=str(mapping.get("name", folder.resolve().name)))
 
@@ -243,15 +263,91 @@ def _read_mapping(path: Path) -> dict:
                 if "title" in value:
                     raise DataError("'title' is the offer title, not an attribute",
                                     file=str(path), field=where)
+            elif key == "filter":
+                _check_filter(value, path, where)
             elif not isinstance(value, str):
                 raise DataError("must be a string", file=str(path), field=where)
+            elif key == "duplicates" and value not in DUPLICATES:
+                raise DataError(f"must be one of {', '.join(DUPLICATES)}", file=str(path),
+                                field=where)
         for key, required in keys.items():
             if required and key not in table:
                 raise DataError(f"missing key {key!r}", file=str(path), field=f"{section}.{key}")
     return raw
 
 
-def _customers(section: dict, folder: Path, taxonomy: Taxonomy, mapping_path: Path) -> pd.DataFrame:
+def _check_filter(rules: object, path: Path, where: str) -> None:
+    if not isinstance(rules, dict):
+        raise DataError("must be a table of rules", file=str(path), field=where)
+    for rule, value in rules.items():
+        field = f"{where}.{rule}"
+        if rule not in _FILTERS:
+            raise DataError(f"unknown rule {rule!r} (rules: {', '.join(_FILTERS)})",
+                            file=str(path), field=field)
+        if not isinstance(value, _FILTERS[rule]):
+            kind = "a list of column names" if _FILTERS[rule] is list else "a table column = value"
+            raise DataError(f"must be {kind}", file=str(path), field=field)
+        if rule == "drop_empty" and not all(isinstance(c, str) for c in value):
+            raise DataError("must be a list of column names", file=str(path), field=field)
+        if rule in ("min", "above") and not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()):
+            raise DataError("each limit must be a number", file=str(path), field=field)
+        if rule == "drop_prefix" and not all(isinstance(v, str) and v for v in value.values()):
+            raise DataError("each prefix must be a non-empty string", file=str(path), field=field)
+        if rule == "drop_values" and not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()):
+            raise DataError("each entry must be a list of strings", file=str(path), field=field)
+
+
+def _read_section(section: dict, folder: Path, name: str, report: Reporter) -> Table:
+    """The section's file with its [section.filter] applied: dropped rows are counted by rule and
+    reported, never silently lost. A rule that cannot be read for a row (a limit on a value that is
+    not a number) stops the load at that row."""
+    table = read_table(folder / section["file"])
+    rules = section.get("filter")
+    if not rules:
+        return table
+    frame = table.frame
+    columns = [c for rule in rules.values() for c in rule]
+    table.require_columns(list(dict.fromkeys(columns)))
+    keep = np.ones(len(frame), dtype=bool)
+    dropped = []
+    for rule, spec in rules.items():
+        for column in spec:
+            text = as_text(frame[column])
+            if rule == "drop_empty":
+                bad = text.isna().to_numpy() | (text.str.strip() == "").to_numpy(dtype=bool)
+            elif rule in ("min", "above"):
+                numbers = pd.to_numeric(text, errors="coerce").to_numpy(float)
+                table.fail_first(keep & ~np.isfinite(numbers), column,
+                                 f"{{value!r}} is not a number (filter {rule})")
+                bad = numbers < spec[column] if rule == "min" else numbers <= spec[column]
+            elif rule == "drop_prefix":
+                bad = text.fillna("").str.startswith(spec[column]).to_numpy(dtype=bool)
+            else:
+                bad = text.isin(spec[column]).to_numpy(dtype=bool)
+            newly = keep & bad
+            keep &= ~bad
+            dropped.append(f"{rule} {column}: {int(newly.sum())}")
+    report(f"{table.path.name} [{name}]: kept {int(keep.sum())} of {len(frame)} rows "
+           f"(dropped by {'; '.join(dropped)})")
+    lines = None if table.lines is None else table.lines[keep]
+    return Table(table.path, frame[keep].reset_index(drop=True), lines)
+
+
+def _ids(table: Table, section: dict, column: str) -> tuple[pd.Index, np.ndarray]:
+    """(distinct ids, the row kept for each): every row when ids are unique; with duplicates =
+    "first" or "last", the first or last row of each id (a log that repeats an id per row)."""
+    policy = section.get("duplicates", "error")
+    if policy == "error":
+        return table.unique_ids(column), np.arange(len(table.frame))
+    ids = as_text(table.require_values(column))
+    rows = np.flatnonzero(~ids.duplicated(keep=policy).to_numpy())
+    return pd.Index(ids.iloc[rows].to_numpy(dtype=object)), rows
+
+
+def _customers(section: dict, folder: Path, taxonomy: Taxonomy, mapping_path: Path,
+               report: Reporter) -> pd.DataFrame:
     attributes = section.get("attributes", [])
     for attribute in attributes:
         if attribute not in taxonomy.attributes:
@@ -260,31 +356,32 @@ def _customers(section: dict, folder: Path, taxonomy: Taxonomy, mapping_path: Pa
                 f"(known: {', '.join(taxonomy.attributes)})",
                 file=str(mapping_path), field="customers.attributes",
             )
-    table = read_table(folder / section["file"])
+    table = _read_section(section, folder, "customers", report)
     table.require_columns([section["id"], *attributes])
-    ids = table.unique_ids(section["id"])
-    frame = pd.DataFrame({a: as_text(table.frame[a]).to_numpy() for a in attributes}, index=ids)
+    ids, rows = _ids(table, section, section["id"])
+    frame = pd.DataFrame({a: as_text(table.frame[a]).to_numpy()[rows] for a in attributes},
+                         index=ids)
     frame.index.name = "customer_id"
     return frame
 
 
-def _offers(section: dict, folder: Path) -> pd.DataFrame:
+def _offers(section: dict, folder: Path, report: Reporter) -> pd.DataFrame:
     attributes = section.get("attributes", [])
-    table = read_table(folder / section["file"])
+    table = _read_section(section, folder, "offers", report)
     table.require_columns([section["id"], section["title"], *attributes])
-    ids = table.unique_ids(section["id"])
+    ids, rows = _ids(table, section, section["id"])
     titles = table.require_values(section["title"])
-    columns = {"title": as_text(titles).to_numpy()}
-    columns |= {a: as_text(table.frame[a]).to_numpy() for a in attributes}
+    columns = {"title": as_text(titles).to_numpy()[rows]}
+    columns |= {a: as_text(table.frame[a]).to_numpy()[rows] for a in attributes}
     frame = pd.DataFrame(columns, index=ids)
     frame.index.name = "offer_id"
     return frame
 
 
 def _interactions(
-    section: dict, folder: Path, customers: pd.Index, offers: pd.Index
+    section: dict, folder: Path, customers: pd.Index, offers: pd.Index, report: Reporter,
 ) -> pd.DataFrame:
-    table = read_table(folder / section["file"])
+    table = _read_section(section, folder, "interactions", report)
     optional = [section[k] for k in ("kind", "weight") if k in section]
     table.require_columns([section["customer"], section["offer"], section["timestamp"],
                            *optional])
@@ -308,9 +405,10 @@ def _interactions(
     else:
         frame["weight"] = np.full(len(table.frame), DEFAULT_WEIGHT)
     column = section["timestamp"]
-    seconds, bad = parse_timestamps(table.require_values(column))
-    table.fail_first(bad, column,
-                     "timestamp {value!r} is neither integer seconds nor an ISO-8601 date")
+    declared = section.get("timestamp_format")
+    seconds, bad = parse_timestamps(table.require_values(column), declared)
+    expected = f"the format {declared!r}" if declared else "integer seconds or an ISO-8601 date"
+    table.fail_first(bad, column, f"timestamp {{value!r}} does not match {expected}")
     frame["timestamp"] = seconds
     interactions = pd.DataFrame(frame)
     return interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)

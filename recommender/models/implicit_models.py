@@ -83,6 +83,25 @@ def history_additive(
     )
 
 
+def als_factors(
+    matrix: sp.csr_matrix, *, factors: int, regularization: float, alpha: float, iterations: int,
+    random_state: int | None, num_threads: int, show_progress: bool = False,
+) -> tuple[implicit.cpu.als.AlternatingLeastSquares, np.ndarray, np.ndarray]:
+    """(implicit model, customer factors, offer factors) of implicit's CPU ALS on a binary matrix.
+
+    After implicit's iterations the customer factors are solved once more, exactly, against the
+    final offer factors: one more ALS half-step, so it only lowers the loss, and it makes the
+    factors equal what implicit's `explain` recomputes from the customer's history. Call with BLAS
+    limited to one thread (implicit's own threads and a BLAS pool slow each other down)."""
+    model = implicit.cpu.als.AlternatingLeastSquares(
+        factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
+        random_state=random_state, num_threads=num_threads,
+    )
+    model.fit(matrix, show_progress=show_progress)
+    model.partial_fit_users(np.arange(matrix.shape[0]), matrix)
+    return model, model.user_factors, model.item_factors
+
+
 class FactorizationRecommender(BaseEstimator):
     """score(u, i) = user_factors_[u] . item_factors_[i] + item_bias_[i]; subclasses factorize.
 
@@ -135,9 +154,8 @@ class ALSRecommender(FactorizationRecommender):
     This is not the paper's 1 + alpha * r: implicit multiplies the stored value by alpha and
     nothing else, so alpha should stay above 1 for positives to outweigh the unobserved.
 
-    After implicit's iterations, the user factors are solved once more, exactly (Cholesky), against
-    the final item factors. That is one more ALS half-step, so it only lowers the loss; it makes
-    `score` equal the total that implicit's `explain` recomputes from the customer's history.
+    The user factors are solved once more after implicit's iterations (als_factors), so `score`
+    equals the total that implicit's `explain` recomputes from the customer's history.
     """
 
     def __init__(
@@ -154,14 +172,12 @@ class ALSRecommender(FactorizationRecommender):
         self.show_progress = show_progress
 
     def _factorize(self, matrix):
-        model = implicit.cpu.als.AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+        model, users, items = als_factors(
+            matrix, factors=self.factors, regularization=self.regularization, alpha=self.alpha,
             iterations=self.iterations, random_state=self.random_state,
-            num_threads=self.num_threads,
+            num_threads=self.num_threads, show_progress=self.show_progress,
         )
-        model.fit(matrix, show_progress=self.show_progress)
-        model.partial_fit_users(np.arange(matrix.shape[0]), matrix)
-        return model, model.user_factors, model.item_factors, np.zeros(matrix.shape[1])
+        return model, users, items, np.zeros(matrix.shape[1])
 
     def explain(
         self, customer: int, offer: int, N: int = 10, user_weights: object = None,
@@ -224,6 +240,25 @@ class BPRRecommender(FactorizationRecommender):
         return model, users[:, :-1], items[:, :-1], items[:, -1]
 
 
+def knn_similarity(
+    matrix: sp.csr_matrix, weighting: str = "cosine", neighbours: int = 100, K1: float = 1.2,
+    B: float = 0.75, num_threads: int = 2, show_progress: bool = False,
+) -> tuple[CosineRecommender | BM25Recommender, sp.csr_matrix]:
+    """(implicit model, item-item similarity as CSR float64) of implicit's item-kNN on a binary
+    matrix: each row keeps its `neighbours` largest entries."""
+    if weighting == "cosine":
+        model = CosineRecommender(K=neighbours, num_threads=num_threads)
+    elif weighting == "bm25":
+        model = BM25Recommender(K=neighbours, K1=K1, B=B, num_threads=num_threads)
+    else:
+        raise ValueError(f"weighting must be one of {KNN_WEIGHTINGS}, not {weighting!r}")
+    with warnings.catch_warnings(), threadpool_limits(1, "blas"):
+        # implicit's weighting hands its own knn step a COO matrix and then warns about it
+        warnings.simplefilter("ignore", ParameterWarning)
+        model.fit(matrix, show_progress=show_progress)
+    return model, sp.csr_matrix(model.similarity, dtype=np.float64)
+
+
 class ItemKNNRecommender(BaseEstimator):
     """Item-item nearest neighbours on implicit.nearest_neighbours (cosine or BM25 weighting).
 
@@ -249,24 +284,14 @@ class ItemKNNRecommender(BaseEstimator):
 
     def fit(self, train: Dataset, validation: Dataset | None = None) -> Self:
         """`validation` is accepted for the common interface and unused: nothing is iterated."""
-        if self.weighting == "cosine":
-            model = CosineRecommender(K=self.neighbours, num_threads=self.num_threads)
-        elif self.weighting == "bm25":
-            model = BM25Recommender(
-                K=self.neighbours, K1=self.K1, B=self.B, num_threads=self.num_threads
-            )
-        else:
-            raise ValueError(f"weighting must be one of {KNN_WEIGHTINGS}, not {self.weighting!r}")
         matrix = binarize(train.interaction_matrix())
         has_history = history_mask(matrix)
-        with warnings.catch_warnings(), threadpool_limits(1, "blas"):
-            # implicit's weighting hands its own knn step a COO matrix and then warns about it
-            warnings.simplefilter("ignore", ParameterWarning)
-            model.fit(matrix, show_progress=self.show_progress)
+        model, similarity = knn_similarity(matrix, self.weighting, self.neighbours, self.K1, self.B,
+                                           self.num_threads, self.show_progress)
         self.model_ = model
         self.train_matrix_ = matrix
         self.has_history_ = has_history
-        self.similarity_ = sp.csr_matrix(model.similarity, dtype=np.float64)
+        self.similarity_ = similarity
         self.mean_history_ = np.asarray(matrix[has_history].mean(axis=0), dtype=np.float64).ravel()
         self.categories_ = tuple(train.taxonomy.categories)
         self.features_ = None

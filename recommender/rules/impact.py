@@ -1,6 +1,6 @@
 """What a rule file would change, before publishing it: for a marketer's notebook.
 
-    run = train_and_evaluate(dataset, "hybrid", seed=0)   # or the dataset, or (artifact, dataset=)
+    run = train_and_evaluate(dataset, "served", seed=0)   # or the dataset, or (artifact, dataset=)
     result = preview(run, load_rules("spring.toml", dataset), customers=["c00001"])
     result.offers, result.metrics, result.category_mix, result.plot()
 
@@ -57,7 +57,7 @@ class RulesPreview:
 
 def preview(
     source: TrainingRun | Dataset | Artifact, rules: BusinessRules | str | Path, *,
-    customers: Sequence[str] | None = None, k: int = 10, model: str = "hybrid", seed: int = 0,
+    customers: Sequence[str] | None = None, k: int = 10, model: str = "served", seed: int = 0,
     dataset: Dataset | None = None,
 ) -> RulesPreview:
     """The effect of `rules` (or a rule file's path) on `source`: a TrainingRun; a Dataset to
