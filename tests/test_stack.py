@@ -190,3 +190,12 @@ def test_stack_matches_a_plain_binary_matrix_input():
     b = make_model(SERVED, **STACK).fit(heavier).score(np.arange(5))
     np.testing.assert_array_equal(a, b)
     assert (binarize(dataset.interaction_matrix()).data == 1).all()
+
+
+def test_excluded_attributes_never_enter_the_stack():
+    stack = make_model(SERVED, exclude_attributes=("age_band", "gender"), **STACK).fit(
+        synthetic_dataset())
+    names = [str(n) for n in stack.to_additive().features.names]
+    assert not any(n.startswith(("age_band=", "gender=")) for n in names)
+    assert any(n.startswith("region=") for n in names)
+    assert "age_band" not in stack.taxonomy_.attributes

@@ -23,8 +23,8 @@ the same code as for the LightFM hybrid.
 Choosing on validation. fit(train, validation) runs a bounded search: EASE's regularization,
 item-kNN's neighbours and ALS's factors and confidence, each judged alone by validation NDCG@k,
 then the weights of all components by coordinate ascent on validation NDCG@k from EASE alone
-(recommender.models.weights). Each component is scored through its own rank-`history_rank`
-factorization there; the served B is the weighted sum, factorized once. The chosen values are
+(recommender.models.weights). Components are scored exactly there; the served B is the weighted
+sum of the item-item matrices, factorized once at rank `history_rank`. The chosen values are
 `selected_params_`, the table of every candidate `selection_`; refitting with those params and no
 validation (what training does next) builds the same model on more data. Without validation, or
 with search=False, the constructor's values are used as they are.
@@ -54,7 +54,7 @@ from recommender.models.item_item import ease_weights, factorize
 from recommender.models.segments import Segments, fit_segments, offer_attribute_matrix
 from recommender.models.weights import coordinate_ascent, scale_of
 from recommender.split import Split
-from recommender.taxonomy import HISTORY
+from recommender.taxonomy import HISTORY, Taxonomy
 
 HISTORY_EASE = "history_ease"
 HISTORY_KNN = "history_knn"
@@ -84,7 +84,7 @@ class _Parts:
     weights: sp.csr_matrix  # customers x features, normalized within each category
     history_columns: np.ndarray  # feature column of "history:<offer>" per offer row
     identity_columns: np.ndarray  # feature column of "customer:<id>" per customer row, -1 if none
-    item_item: dict[str, tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray]]  # B, E, Q
+    item_item: dict[str, np.ndarray | sp.csr_matrix]  # name -> B (offers x offers)
     offer_attributes: sp.csr_matrix  # (n_offers, V), rows summing to 1
     attribute_prior: np.ndarray  # (V,) share of choices per offer attribute value
     profile_customers: np.ndarray  # (n_customers, d) ALS factors
@@ -95,7 +95,8 @@ class _Parts:
 
 
 class StackedRecommender(BaseEstimator):
-    """See the module docstring. Fitted attributes: additive_, taxonomy_, history_mode_
+    """See the module docstring. exclude_attributes leaves named customer attributes out entirely
+    (fairness through unawareness). Fitted attributes: additive_, taxonomy_, history_mode_
     ("blend" when the learned profile is used, else "items"), weights_ (the component weights
     applied, after scaling), selected_params_, selection_ and validation_ndcg_ (after a search)."""
 
@@ -112,6 +113,7 @@ class StackedRecommender(BaseEstimator):
         weights: dict | None = None,
         smoothing: float = 20.0,
         min_segment_customers: int = 10,
+        exclude_attributes: tuple[str, ...] = (),
         search: bool = True,
         time_budget: float = 600.0,
         search_customers: int = 3000,
@@ -131,6 +133,7 @@ class StackedRecommender(BaseEstimator):
         self.weights = weights
         self.smoothing = smoothing
         self.min_segment_customers = min_segment_customers
+        self.exclude_attributes = exclude_attributes
         self.search = search
         self.time_budget = time_budget
         self.search_customers = search_customers
@@ -149,10 +152,10 @@ class StackedRecommender(BaseEstimator):
         history_mask(matrix)  # refuse data without any interaction
         parts = self._parts(train, matrix, params)
         blocks = self._blocks(train, parts)
-        weights = self._component_weights(params, blocks)
+        weights = self._component_weights(params, [*parts.item_item, *blocks, POPULARITY])
         rows = self._sample(np.arange(train.n_customers), 1000)
         scores = self._component_scores(parts, blocks, rows)
-        self.taxonomy_ = train.taxonomy
+        self.taxonomy_ = self._taxonomy(train)
         self.weights_ = {name: weights[name] * scale_of(scores[name]) for name in weights}
         self.history_mode_ = "blend" if self.weights_[PROFILE] else "items"
         self.additive_ = self._additive(train, parts, blocks, self.weights_, params)
@@ -195,9 +198,14 @@ class StackedRecommender(BaseEstimator):
                 num_threads=params["num_threads"])
         return np.asarray(users, np.float64), np.asarray(items, np.float64)
 
+    def _taxonomy(self, train: Dataset) -> Taxonomy:
+        """The data's taxonomy without exclude_attributes (fairness through unawareness)."""
+        kept = [a for a in train.customer_attributes() if a not in self.exclude_attributes]
+        return train.taxonomy.restricted(kept)
+
     def _parts(self, train: Dataset, matrix: sp.csr_matrix, params: dict) -> _Parts:
         """Fit every component (item-item models, ALS, segments) on `train`."""
-        weights, names, category = user_feature_matrix(train, "blend")
+        weights, names, category = user_feature_matrix(train, "blend", self._taxonomy(train))
         weights = sp.csr_matrix(weights, dtype=np.float64)
         column = {str(name): f for f, name in enumerate(names)}
         history_columns = np.array([column[f"history:{o}"] for o in train.offer_ids])
@@ -206,8 +214,7 @@ class StackedRecommender(BaseEstimator):
         for name in ITEM_ITEM:
             found = self._item_item(matrix, params, name)
             if found is not None:
-                item_item[name] = (found, *factorize(found, params["history_rank"],
-                                                     seed=params["random_state"] or 0))
+                item_item[name] = found
         profile_customers, profile_offers = self._profile(matrix, params)
         offer_attributes = offer_attribute_matrix(
             [train.offer_attribute_values(a) for a in train.offer_attributes()], train.n_offers)
@@ -232,7 +239,8 @@ class StackedRecommender(BaseEstimator):
 
     # --- components ---------------------------------------------------------------------------
     def _blocks(self, train: Dataset, parts: _Parts) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
-        """name -> (category, feature embeddings (F, d_c), offer side (n_offers, d_c)).
+        """name -> (category, feature embeddings (F, d_c), offer side (n_offers, d_c)) of every
+        component but the item-item ones (an offers x offers B each, factorized only when served).
 
         Past offers weigh (1 - IDENTITY_SHARE) / |history| and the identity IDENTITY_SHARE in
         blend mode, so their embeddings are divided by those shares: a known customer's partial
@@ -241,8 +249,6 @@ class StackedRecommender(BaseEstimator):
         n_features = len(parts.names)
         g_history = train.taxonomy.categories.index(HISTORY)
         blocks = {}
-        for name, (_, embeddings, offer_side) in parts.item_item.items():
-            blocks[name] = (g_history, self._history_embeddings(parts, embeddings), offer_side)
         attributes = parts.offer_attributes.toarray()
         blocks[HISTORY_ATTRIBUTES] = (
             g_history, self._history_embeddings(parts, attributes / parts.attribute_prior),
@@ -271,24 +277,40 @@ class StackedRecommender(BaseEstimator):
     def _component_scores(self, parts: _Parts, blocks: dict, rows: np.ndarray
                           ) -> dict[str, np.ndarray]:
         """Each component's scores of `rows` for every offer, as the additive model computes them:
-        a customer without data in the component's category takes the average partial."""
+        a customer without data in the component's category takes the average partial. The
+        item-item components are scored with B itself (the served model factorizes their sum)."""
         n_offers = len(parts.popularity)
         scores = {POPULARITY: np.broadcast_to(parts.popularity, (len(rows), n_offers))}
+        history = parts.weights[:, parts.history_columns] / (1.0 - IDENTITY_SHARE)  # mean over past
+        for name, weights in parts.item_item.items():
+            scores[name] = self._partial_scores(history, rows, weights)
         for name, (g, embeddings, offer_side) in blocks.items():
-            in_category = parts.category == g
-            has_data = np.diff(parts.weights[:, in_category].tocsr().indptr) > 0
-            partial = parts.weights @ embeddings  # (n_customers, d_c)
-            mean = partial[has_data].mean(axis=0) if has_data.any() else np.zeros(partial.shape[1])
-            chosen = np.where(has_data[rows, None], partial[rows], mean)
-            scores[name] = chosen @ offer_side.T
+            scores[name] = self._partial_scores(parts.weights[:, parts.category == g], rows,
+                                                embeddings[parts.category == g]) @ offer_side.T
         return scores
 
-    def _component_weights(self, params: dict, blocks: dict) -> dict[str, float]:
-        """The weight of every component: params["weights"] where it names the component, else
-        DEFAULT_WEIGHTS (segments: its SEGMENTS / SEGMENT_ATTRIBUTES entry)."""
+    @staticmethod
+    def _partial_scores(weights: sp.csr_matrix, rows: np.ndarray,
+                        embeddings: np.ndarray | sp.spmatrix) -> np.ndarray:
+        """(len(rows), d) partials weights[rows] @ embeddings, the mean partial of the customers
+        with any weight in place of those without."""
+        weights = sp.csr_matrix(weights)
+        has_data = np.diff(weights.indptr) > 0
+        partial = np.asarray((weights[rows] @ embeddings).todense() if sp.issparse(embeddings)
+                             else weights[rows] @ embeddings)
+        if has_data.any():
+            mean = np.asarray(weights[has_data].mean(axis=0)) @ embeddings
+            mean = np.asarray(mean).ravel()
+        else:
+            mean = np.zeros(partial.shape[1])
+        return np.where(has_data[rows, None], partial, mean)
+
+    def _component_weights(self, params: dict, names: list[str]) -> dict[str, float]:
+        """The weight of each named component: params["weights"] where it names the component,
+        else DEFAULT_WEIGHTS (segments: its SEGMENTS / SEGMENT_ATTRIBUTES entry)."""
         given = params["weights"] or {}
         weights = {}
-        for name in [*blocks, POPULARITY]:
+        for name in names:
             default = DEFAULT_WEIGHTS.get(name, DEFAULT_WEIGHTS.get(name.split(":")[0] + ":"))
             weights[name] = float(given.get(name, default))
         return weights
@@ -299,7 +321,7 @@ class StackedRecommender(BaseEstimator):
         B and factorized once; components weighted 0 take no dimension; the two segment
         components of a category share their dimensions (one offer side, summed)."""
         merged: dict[int, list] = {}  # id(embeddings) -> [embeddings, offer side]
-        combined = [parts.item_item[n][0] for n in parts.item_item if weights[n]]
+        combined = [parts.item_item[n] for n in parts.item_item if weights[n]]
         if combined:
             dense = not all(sp.issparse(b) for b in combined)
             terms = [weights[n] * (b.toarray() if dense and sp.issparse(b) else b)
@@ -319,7 +341,7 @@ class StackedRecommender(BaseEstimator):
         names, customer_features, category = parts.names, parts.weights, parts.category
         if self.history_mode_ == "items":
             # no learned profile: history as past offers alone, each weighing 1 / |history|
-            customer_features, names, _ = user_feature_matrix(train, "items")
+            customer_features, names, _ = user_feature_matrix(train, "items", self._taxonomy(train))
             row = {str(n): f for f, n in enumerate(parts.names)}
             rows = np.array([row[str(n)] for n in names])
             vectors, category = vectors[rows], category[rows]
@@ -385,10 +407,8 @@ class StackedRecommender(BaseEstimator):
                 users, items = self._profile(matrix, trial)
                 scores = users[rows] @ items.T
             else:
-                embeddings, offer_side = factorize(self._item_item(matrix, trial, component),
-                                                   trial["history_rank"],
-                                                   seed=trial["random_state"] or 0)
-                scores = matrix[rows] @ embeddings @ offer_side.T
+                scores = matrix[rows] @ self._item_item(matrix, trial, component)
+                scores = np.asarray(scores.todense() if sp.issparse(scores) else scores)
             found = float(metric(scores).mean())
             if component not in best or found > best[component][0]:
                 best[component] = (found, candidate)
