@@ -47,11 +47,14 @@ def train(args: argparse.Namespace) -> int:
     dataset, consent_counts = as_records_allow(
         _load(args), args.consent_db, args.regime, recorded_interactions=args.recorded_interactions)
     print(f"consent kept out of training: {consent_counts}")
-    run = train_and_evaluate(dataset, args.model, params, seed=args.seed, levels=consent_levels(args.model))
+    run = train_and_evaluate(dataset, args.model, params, seed=args.seed,
+                             levels=consent_levels(args.model), report=print)
     if run.selection is not None:
         print(f"chosen on validation: {run.params}")
     print(format_table({f"{run.name} (test)": run.test_metrics}))
+    print(f"{run.name}: fitting the served model on all the data")
     served = fit_served_model(dataset, run)
+    print("writing the artifact")
     path = save_artifact(build_artifact(dataset, run, served, consent_counts), args.out)
     print(f"artifact written: {path}")
     return 0

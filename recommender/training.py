@@ -10,7 +10,7 @@ values.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,16 +71,20 @@ def train_and_evaluate(
     dataset: Dataset, name: str, params: dict | None = None, *, seed: int | None = None,
     k: int = 10, split: Split | None = None, levels: tuple[str, ...] = (),
     tuning_grid: Mapping[str, Sequence] | None = None, show_progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> TrainingRun:
     """Fit `name` choosing on validation (early stopping, the model's own search, or the best of
     `tuning_grid`'s candidates), refit on the training part with what was chosen, test once.
 
     levels: personalization levels ("segment", "none") to also measure on test, for models
-    whose additive form has several categories."""
+    whose additive form has several categories. report receives a line as each stage starts."""
+    report = report or (lambda line: None)
     name = model_name(name)
     params = dict(params or {})
     split = split or temporal_split(dataset)
     inner = temporal_split(split.train)
+    report(f"split: {len(inner.train.interactions)} interactions to fit, "
+           f"{len(inner.test.interactions)} to validate, {len(split.test.interactions)} to test")
     probe = make_model(name, **params)
     params = _with_seed(params, probe, seed)
     started = time.perf_counter()
@@ -90,11 +94,13 @@ def train_and_evaluate(
         selection = tune(dataset, name, candidates, seed=seed, k=k, split=split,
                          show_progress=show_progress)
         params = params | best_params(selection, tuning_grid)
+    report(f"{name}: choosing settings on validation")
     model = make_model(name, **params).fit(inner.train, validation=inner.test)
     validation_metrics = evaluate(model.score, inner, k=k)
     params = params | chosen_params(model)
     if getattr(model, "selection_", None) is not None:
         selection = model.selection_
+    report(f"{name}: refitting on the training part, then measuring on test once")
     refit_started = time.perf_counter()
     model = make_model(name, **params).fit(split.train)
     seconds = time.perf_counter() - started

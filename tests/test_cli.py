@@ -31,6 +31,28 @@ def test_train_writes_a_loadable_artifact(tmp_path):
     assert artifact.manifest["counts"]["interactions_excluded"] == 0
 
 
+def test_train_builds_the_served_model_by_default_and_shows_each_stage(tmp_path):
+    result = trustrec("train", "--format", "synthetic", "--out", str(tmp_path / "models"),
+                      "--time-budget", "120")
+    assert result.returncode == 0, result.stderr
+    for stage in ("split:", "choosing settings on validation", "measuring on test once",
+                  "fitting the served model on all the data", "writing the artifact"):
+        assert stage in result.stdout
+    assert "components" in result.stderr and "weights" in result.stderr  # the search's bars
+    [path] = (tmp_path / "models").iterdir()
+    manifest = load_artifact(path).manifest
+    assert manifest["model"] == "stack" and manifest["history_mode"] in ("blend", "items")
+    assert manifest["hyperparameters"]["time_budget"] == 120
+    stages = {row["stage"] for row in manifest["selection"]}
+    assert {"history_ease", "history_knn", "profile", "weights"} <= stages
+
+
+def test_evaluate_tunes_baselines_on_validation_when_asked():
+    result = trustrec("evaluate", "--model", "itemknn-cosine", "--tune")
+    assert result.returncode == 0, result.stderr
+    assert "baselines tuned on validation" in result.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["train", "--model", "nope"], "unknown model 'nope'"),
     (["train", "--model", "als", "--param", "factors"], "NAME=VALUE"),
@@ -40,6 +62,8 @@ def test_train_writes_a_loadable_artifact(tmp_path):
     (["evaluate", "--format", "excel", "--data", "x.xlsx"], "unknown format 'excel'"),
     (["evaluate", "--model", "als", "--seeds", "0"], "--seeds must be at least 1"),
     (["tune", "--model", "als", "--grid", "factors"], "NAME=V1,V2"),
+    (["train", "--model", "als", "--time-budget", "60"], "model 'als' has no search to bound"),
+    (["train", "--time-budget", "0"], "--time-budget must be positive"),
 ])
 def test_bad_input_is_a_message_and_exit_2(args, message):
     result = trustrec(*args)

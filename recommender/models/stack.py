@@ -396,7 +396,7 @@ class StackedRecommender(BaseEstimator):
         candidates += [(PROFILE, {"profile_factors": f, "profile_alpha": a})
                        for f in ALS_FACTORS for a in ALS_ALPHA]
         best: dict[str, tuple[float, dict]] = {}
-        progress = tqdm(candidates, desc="stack: search", unit="fit", disable=not self.show_progress)
+        progress = tqdm(candidates, desc="components", unit="fit", disable=not self.show_progress)
         for component, candidate in progress:
             if over_budget():
                 table.append({"stage": component, **candidate, "skipped": "time budget"})
@@ -429,7 +429,8 @@ class StackedRecommender(BaseEstimator):
         # validation lead did not carry over to test, and an EASE anchor did best on all three
         anchor = HISTORY_EASE if HISTORY_EASE in best else max(
             best, key=lambda c: best[c][0], default=HISTORY_KNN)
-        weights, found, trace = coordinate_ascent(scores, metric, anchor, deadline=over_budget)
+        weights, found, trace = coordinate_ascent(scores, metric, anchor, deadline=over_budget,
+                                                  show_progress=self.show_progress)
         for row in trace:
             table.append({"stage": "weights", **row, "seconds": time.perf_counter() - tried})
         self.selection_ = pd.DataFrame(table)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from tqdm.auto import tqdm
 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -31,8 +32,8 @@ def scale_of(scores: np.ndarray) -> float:
 def coordinate_ascent(
     scores: Mapping[str, np.ndarray], metric: Callable[[np.ndarray], np.ndarray], anchor: str, *,
     grid: tuple[float, ...] = WEIGHT_GRID, passes: int = 3, noise: float = 0.0,
-    min_gain: float = 1e-4,
-    deadline: Callable[[], bool] = lambda: False,
+    min_gain: float = 1e-4, deadline: Callable[[], bool] = lambda: False,
+    show_progress: bool = False,
 ) -> tuple[dict[str, float], float, list[dict]]:
     """(weights by component, best mean metric, trace rows). `scores` are already on one scale;
     metric(total) gives the per-customer validation metric of a weighted sum (same customers,
@@ -43,11 +44,14 @@ def coordinate_ascent(
     total = np.array(scores[anchor], dtype=np.float64)
     current = metric(total)
     trace = [{"step": "anchor", "component": anchor, "weight": 1.0, "metric": current.mean()}]
+    progress = tqdm(total=passes * (len(scores) - 1), desc="weights", unit="component",
+                    disable=not show_progress)
     for _ in range(passes):
         gained = False
         for name in scores:
             if name == anchor:
                 continue
+            progress.update()
             base = total - weights[name] * scores[name]
             choice, choice_values, choice_gain = weights[name], current, 0.0
             for value in grid:
@@ -62,8 +66,10 @@ def coordinate_ascent(
                 total = base + choice * scores[name]
                 trace.append({"step": "weight", "component": name, "weight": choice,
                               "metric": current.mean()})
+                progress.set_postfix({"val_ndcg": f"{current.mean():.4f}"})
         if not gained or deadline():
             break
+    progress.close()
     return weights, float(current.mean()), trace
 
 
