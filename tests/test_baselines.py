@@ -69,8 +69,8 @@ MODELS = {
     "popularity": lambda: PopularityRecommender(),
 }
 FITTED_ATTRIBUTE = {
-    "als": "user_factors_", "bpr": "user_factors_", "knn-cosine": "similarity_",
-    "knn-bm25": "similarity_", "popularity": "popularity_",
+    "als": "user_factors_", "bpr": "user_factors_", "knn-cosine": "weights_",
+    "knn-bm25": "weights_", "popularity": "popularity_",
 }
 HISTORY_MODELS = [name for name in MODELS if name != "popularity"]
 
@@ -130,7 +130,7 @@ def test_knn_history_partial_is_the_binary_train_row() -> None:
     history = train.taxonomy.categories.index(HISTORY)
     expected = (train.interaction_matrix().toarray() > 0).astype(float)
     np.testing.assert_array_equal(additive.partial_vectors[history], expected)
-    np.testing.assert_array_equal(additive.item_vectors, model.similarity_.T.toarray())
+    np.testing.assert_array_equal(additive.item_vectors, model.weights_.T.toarray())
 
 
 def test_knn_score_is_what_implicit_ranks_by() -> None:

@@ -1,4 +1,4 @@
-"""Pure-history baselines on `implicit`'s CPU models: ALS, BPR and item-kNN.
+"""Pure-history baselines on `implicit`'s CPU models: ALS, BPR and item-kNN (an item-item model).
 
 What the three share:
 - They train on Dataset.interaction_matrix() binarized: a rating of 4 or 5, or three clicks on one
@@ -259,16 +259,58 @@ def knn_similarity(
     return model, sp.csr_matrix(model.similarity, dtype=np.float64)
 
 
-class ItemKNNRecommender(BaseEstimator):
-    """Item-item nearest neighbours on implicit.nearest_neighbours (cosine or BM25 weighting).
+class ItemItemRecommender(BaseEstimator):
+    """score(u, i) = sum_j x_uj W[j, i], x_u the customer's binary training row and W offers x
+    offers item-item weights that a subclass learns (`_item_weights`). Linear in x_u, so the
+    additive form is exact with item_vectors = W^T (dense, n_offers x n_offers) and the history
+    partial = x_u, and every score splits by past offer.
 
-    score(u, i) = sum_j x_uj S[j, i], x_u the customer's binary training row and S the item-item
-    similarity (each row keeps its `neighbours` largest entries, so S is not symmetric): exactly
-    what implicit's `recommend` ranks by. Linear in x_u, so the additive form is exact with
-    item_vectors = S^T (dense, n_offers x n_offers) and the history partial = x_u.
+    Fitted attributes: model_ (the library's model, or None), train_matrix_, has_history_,
+    weights_ (n_offers x n_offers, CSR or dense), mean_history_ (the average customer's row),
+    categories_, features_ (None).
+    """
 
-    Fitted attributes: model_, train_matrix_, has_history_, similarity_ (CSR, n_offers x
-    n_offers), mean_history_ (the average customer's row), categories_, features_ (None).
+    def _item_weights(self, matrix: sp.csr_matrix) -> tuple[object, np.ndarray | sp.csr_matrix]:
+        """(model or None, W) learned from the binary customers x offers matrix."""
+        raise NotImplementedError
+
+    def fit(self, train: Dataset, validation: Dataset | None = None) -> Self:
+        """`validation` is accepted for the common interface and unused: nothing is iterated."""
+        matrix = binarize(train.interaction_matrix())
+        has_history = history_mask(matrix)
+        self.model_, self.weights_ = self._item_weights(matrix)
+        self.train_matrix_ = matrix
+        self.has_history_ = has_history
+        self.mean_history_ = np.asarray(matrix[has_history].mean(axis=0), dtype=np.float64).ravel()
+        self.categories_ = tuple(train.taxonomy.categories)
+        self.features_ = None
+        return self
+
+    def score(self, customers: np.ndarray) -> np.ndarray:
+        """(len(customers), n_offers) float64, training items included."""
+        check_is_fitted(self, "weights_")
+        customers = np.atleast_1d(customers)
+        history = sp.csr_matrix(self.train_matrix_[customers], dtype=np.float64)
+        scores = history @ self.weights_
+        scores = np.asarray(scores.todense() if sp.issparse(scores) else scores)
+        cold = ~self.has_history_[customers]
+        if cold.any():
+            scores[cold] = np.asarray(self.weights_.T @ self.mean_history_).ravel()
+        return scores
+
+    def to_additive(self) -> AdditiveModel:
+        check_is_fitted(self, "weights_")
+        weights = self.weights_.toarray() if sp.issparse(self.weights_) else self.weights_
+        return history_additive(
+            self.categories_, np.asarray(weights, dtype=np.float64).T,
+            np.zeros(weights.shape[0]), self.train_matrix_.toarray(), self.has_history_,
+        )
+
+
+class ItemKNNRecommender(ItemItemRecommender):
+    """Item-item nearest neighbours on implicit.nearest_neighbours (cosine or BM25 weighting):
+    W is the item-item similarity, each row keeping its `neighbours` largest entries (so it is not
+    symmetric), and the scores are exactly what implicit's `recommend` ranks by. weights_ is CSR.
     """
 
     def __init__(
@@ -282,36 +324,6 @@ class ItemKNNRecommender(BaseEstimator):
         self.num_threads = num_threads
         self.show_progress = show_progress
 
-    def fit(self, train: Dataset, validation: Dataset | None = None) -> Self:
-        """`validation` is accepted for the common interface and unused: nothing is iterated."""
-        matrix = binarize(train.interaction_matrix())
-        has_history = history_mask(matrix)
-        model, similarity = knn_similarity(matrix, self.weighting, self.neighbours, self.K1, self.B,
-                                           self.num_threads, self.show_progress)
-        self.model_ = model
-        self.train_matrix_ = matrix
-        self.has_history_ = has_history
-        self.similarity_ = similarity
-        self.mean_history_ = np.asarray(matrix[has_history].mean(axis=0), dtype=np.float64).ravel()
-        self.categories_ = tuple(train.taxonomy.categories)
-        self.features_ = None
-        return self
-
-    def score(self, customers: np.ndarray) -> np.ndarray:
-        """(len(customers), n_offers) float64, training items included."""
-        check_is_fitted(self, "similarity_")
-        customers = np.atleast_1d(customers)
-        history = sp.csr_matrix(self.train_matrix_[customers], dtype=np.float64)
-        scores = np.asarray((history @ self.similarity_).todense())
-        cold = ~self.has_history_[customers]
-        if cold.any():
-            scores[cold] = self.similarity_.T @ self.mean_history_
-        return scores
-
-    def to_additive(self) -> AdditiveModel:
-        check_is_fitted(self, "similarity_")
-        n_offers = self.similarity_.shape[0]
-        return history_additive(
-            self.categories_, self.similarity_.T.toarray(), np.zeros(n_offers),
-            self.train_matrix_.toarray(), self.has_history_,
-        )
+    def _item_weights(self, matrix):
+        return knn_similarity(matrix, self.weighting, self.neighbours, self.K1, self.B,
+                              self.num_threads, self.show_progress)

@@ -18,19 +18,13 @@ additive model stores and serves.
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
-from sklearn.base import BaseEstimator
 from sklearn.utils.extmath import randomized_svd
-from sklearn.utils.validation import check_is_fitted
 
-from recommender.additive import AdditiveModel
-from recommender.data import Dataset
 from recommender.errors import DataError
-from recommender.models.implicit_models import binarize, history_additive, history_mask
+from recommender.models.implicit_models import ItemItemRecommender
 
 # Above this many offers EASE's dense inversion (O(n^3) time, 8 n^2 bytes) is refused.
 EASE_MAX_OFFERS = 15_000
@@ -75,38 +69,12 @@ def factorize(weights: np.ndarray | sp.spmatrix, rank: int, seed: int = 0
     return u * s, vt.T
 
 
-class EASERecommender(BaseEstimator):
-    """EASE as a pure-history model: score(u, i) = x_u . B[:, i], x_u the binary training row.
-
-    Fitted attributes: train_matrix_, has_history_, weights_ (B, dense), mean_history_,
-    categories_, features_ (None). Customers without history score as the average customer."""
+class EASERecommender(ItemItemRecommender):
+    """EASE as a pure-history model: W = ease_weights (dense). Customers without history score
+    as the average customer."""
 
     def __init__(self, regularization: float = 100.0) -> None:
         self.regularization = regularization
 
-    def fit(self, train: Dataset, validation: Dataset | None = None) -> Self:
-        """`validation` is accepted for the common interface and unused."""
-        matrix = binarize(train.interaction_matrix())
-        self.train_matrix_ = matrix
-        self.has_history_ = history_mask(matrix)
-        self.weights_ = ease_weights(matrix, self.regularization)
-        self.mean_history_ = np.asarray(matrix[self.has_history_].mean(axis=0), np.float64).ravel()
-        self.categories_ = tuple(train.taxonomy.categories)
-        self.features_ = None
-        return self
-
-    def score(self, customers: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "weights_")
-        customers = np.atleast_1d(customers)
-        scores = np.asarray(self.train_matrix_[customers] @ self.weights_)
-        cold = ~self.has_history_[customers]
-        if cold.any():
-            scores[cold] = self.mean_history_ @ self.weights_
-        return scores
-
-    def to_additive(self) -> AdditiveModel:
-        check_is_fitted(self, "weights_")
-        return history_additive(
-            self.categories_, self.weights_.T, np.zeros(len(self.weights_)),
-            self.train_matrix_.toarray(), self.has_history_,
-        )
+    def _item_weights(self, matrix):
+        return None, ease_weights(matrix, self.regularization)
