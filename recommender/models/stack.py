@@ -23,7 +23,8 @@ the same code as for the LightFM hybrid.
 Choosing on validation. fit(train, validation) runs a bounded search: EASE's regularization,
 item-kNN's neighbours and ALS's factors and confidence, each judged alone by validation NDCG@k,
 then the weights of all components by coordinate ascent on validation NDCG@k from EASE alone
-(recommender.models.weights). Components are scored exactly there; the served B is the weighted
+(recommender.models.weights); should one component alone score higher on validation than the
+weighted sum, it is served alone. Components are scored exactly there; the served B is the weighted
 sum of the item-item matrices, factorized once at rank `history_rank`. The chosen values are
 `selected_params_`, the table of every candidate `selection_`; refitting with those params and no
 validation (what training does next) builds the same model on more data. Without validation, or
@@ -431,6 +432,14 @@ class StackedRecommender(BaseEstimator):
             best, key=lambda c: best[c][0], default=HISTORY_KNN)
         weights, found, trace = coordinate_ascent(scores, metric, anchor, deadline=over_budget,
                                                   show_progress=self.show_progress)
+        # never serve less than a component alone would give on this shop's validation data
+        alone = {name: float(metric(s).mean()) for name, s in scores.items()}
+        best_alone = max(alone, key=alone.get)
+        if alone[best_alone] > found:
+            weights = {name: float(name == best_alone) for name in scores}
+            found = alone[best_alone]
+            trace.append({"step": "fallback", "component": best_alone, "weight": 1.0,
+                          "metric": found})
         for row in trace:
             table.append({"stage": "weights", **row, "seconds": time.perf_counter() - tried})
         self.selection_ = pd.DataFrame(table)
