@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender.catalog import history_distributions, offer_category_matrix
 from recommender.data import Dataset
 from recommender.fairness import (
     AuditReport,
@@ -36,9 +37,7 @@ from recommender.fairness import (
     compare_unawareness,
     consent_scorer,
     fit_configuration,
-    history_distributions,
     metric_names,
-    offer_category_matrix,
     reranked_scorer,
 )
 from recommender.loaders import load_movielens

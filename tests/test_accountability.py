@@ -17,7 +17,6 @@ import sqlalchemy as sa
 import test_api
 from test_api import CUSTOMER, OTHER, bearer, key, offers, put_consent, small_artifact, token_for
 
-from recommender import cli
 from serving.api.accountability import compute_stats
 from serving.audit import ServedRecord
 from serving.audit_log import (
@@ -32,6 +31,7 @@ from serving.audit_log import (
     subject_hash,
 )
 from serving.db import create_schema, make_engine, metadata
+from trustrec import cli
 
 make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_api import CUSTOMER, app, client, ids, key, make_app, offers, put_consent, small_artifact  # noqa: F401
 
-from recommender.fairness.categories import calibration_gap, list_distributions
+from recommender.catalog import calibration_gap, list_distributions
 from recommender.fairness.rerank import CalibratedReranker
 from recommender.ranking import customer_state
 

@@ -15,12 +15,12 @@ from test_api import CUSTOMER, ids, key, offers, small_artifact
 from test_api_openapi import check
 from test_cli import trustrec
 
-from recommender import cli
 from recommender.artifacts import save_artifact
 from recommender.ranking import customer_state, rank
 from recommender.rules import CompiledRules, parse_rules, publish_rules
 from serving.audit_log import served_table
 from serving.auth import ConfigError
+from trustrec import cli
 
 make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures
 ALL = np.ones(4, dtype=bool)

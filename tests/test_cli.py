@@ -15,7 +15,7 @@ from recommender.artifacts import load_artifact
 
 def trustrec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "recommender.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "trustrec.cli", *args], capture_output=True, text=True,
         cwd=cwd, timeout=300,
     )
 
@@ -106,7 +106,7 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
         "c00002", Consent(frozenset({"demographics"}), "full"), actor="c00002", source="customer")
     engine.dispose()
     result = subprocess.run(
-        [sys.executable, "-m", "recommender.cli", "train", "--model", "popularity",
+        [sys.executable, "-m", "trustrec.cli", "train", "--model", "popularity",
          "--consent-db", url, "--out", str(tmp_path / "models")],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TRUSTREC_SECRET_KEY": "s" * 32},

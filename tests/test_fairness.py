@@ -8,15 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recommender.catalog import calibration_gap, list_distributions
 from recommender.evaluation import NO_OFFER, top_k
 from recommender.fairness import (
     AuditReport,
     calibrated_rerank,
-    calibration_gap,
     compare_groups,
     group_frame,
     latest_audit_summary,
-    list_distributions,
     load_audit,
 )
 from recommender.fairness.groups import group_labels

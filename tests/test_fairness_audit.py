@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from trained import FAST, artifact_for
 
+from recommender.catalog import calibration_gap, list_distributions
 from recommender.consent import FULL, Consent, category_mask
 from recommender.errors import DataError
 from recommender.evaluation import evaluate
@@ -15,10 +16,8 @@ from recommender.fairness import (
     CalibratedReranker,
     audit_artifact,
     audit_configuration,
-    calibration_gap,
     compare_unawareness,
     consent_scorer,
-    list_distributions,
     protected_attributes,
 )
 from recommender.fairness.command import audit_command

@@ -1,4 +1,4 @@
-"""The marketer's Python API (recommender.notebook): tables hold what the library computes."""
+"""The marketer's Python API (trustrec.notebook): tables hold what the library computes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 
 from explain.attributions import attribute
 from explain.criteria import why
-from recommender import notebook as tr
 from recommender.errors import DataError
 from recommender.loaders import generate_storefront
 from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
 from recommender.training import build_artifact, train_and_evaluate
+from trustrec import notebook as tr
 
 SMALL = {"n_customers": 400, "n_offers": 60}
 # one thread: two fits with the same seed give the same model

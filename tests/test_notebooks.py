@@ -3,7 +3,7 @@ committed without outputs or absolute paths (issue 9).
 
 The kernel is ipykernel's own spec for the running interpreter (no user- or system-installed
 "python3" spec can substitute another Python), its working directory is notebooks/ (the
-notebooks' relative paths hold), and recommender.notebook.output_dir() points at a temporary
+notebooks' relative paths hold), and trustrec.notebook.output_dir() points at a temporary
 folder, so executing a notebook writes nothing into the repository.
 """
 
@@ -26,7 +26,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from recommender.notebook import OUTPUT_ENV
+from trustrec.notebook import OUTPUT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"

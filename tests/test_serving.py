@@ -18,7 +18,6 @@ import pytest
 from test_api import CUSTOMER, quiet_publish, small_artifact
 
 from explain.criteria import why as explain_why
-from recommender import cli
 from recommender.artifacts import save_artifact
 from recommender.consent import NO_PERSONAL_DATA, Consent, category_mask
 from recommender.ranking import customer_state
@@ -29,6 +28,7 @@ from serving.consent_store import ConsentStore
 from serving.db import create_schema, make_engine
 from serving.recommend import Recommender
 from serving.redis_store import Keys, ModelCache, RedisModelStore
+from trustrec import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ("interaction_history", "demographics", "location", "profile")
@@ -159,7 +159,7 @@ def test_offers_fail_closed_when_the_consent_store_is_down(redis_client, redis_p
 
 # --- command line -----------------------------------------------------------------------------------
 def trustrec(*args: str):
-    return subprocess.run([sys.executable, "-m", "recommender.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "trustrec.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 

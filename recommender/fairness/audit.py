@@ -4,7 +4,7 @@ Per protected attribute (taxonomy.toml `[protected]`, age band and gender by def
 NDCG@k, recall@k and hit rate (evaluation.per_customer_metrics, averaged over the group's
 customers), the catalog coverage of the group's top-k lists, and the calibration gap (the mean
 KL divergence between each customer's category mix in history and in their list, see
-recommender.fairness.categories). Groups are compared by recommender.fairness.groups.
+recommender.catalog). Groups are compared by recommender.fairness.groups.
 
 Auditing an artifact honestly. A served artifact's model was fitted on all the data, test split
 included, so scoring it on the test split would measure memory, not quality. `audit_artifact`
@@ -24,16 +24,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.artifacts import Artifact, load_artifact
-from recommender.data import Dataset
-from recommender.errors import DataError
-from recommender.evaluation import NO_OFFER, Scorer, per_customer_metrics, top_k
-from recommender.fairness.categories import (
+from recommender.catalog import (
     calibration_gap,
     default_category_attribute,
     history_distributions,
     list_distributions,
     offer_category_matrix,
 )
+from recommender.data import Dataset
+from recommender.errors import DataError
+from recommender.evaluation import NO_OFFER, Scorer, per_customer_metrics, top_k
 from recommender.fairness.groups import AttributeAudit, compare_groups, group_frame, group_labels
 from recommender.fairness.report import AuditReport
 from recommender.models import Recommender, make_model

@@ -1,5 +1,5 @@
 """`trustrec audit ARTIFACT --data ...`: what the command does once its arguments are parsed
-(recommender.cli parses them, recommender.commands.audit calls this)."""
+(trustrec.cli parses them, trustrec.commands.audit calls this)."""
 
 from __future__ import annotations
 

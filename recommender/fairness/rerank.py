@@ -7,7 +7,7 @@ Among the candidates, offers are picked one at a time; each step takes the offer
 
 where relevance is the candidates' scores min-max scaled to [0, 1] within the request (so one
 strength means the same for models whose scores live on different scales), and the list mix and
-KL are those of recommender.fairness.categories. strength 0 is the plain top-k; strength 1 ignores
+KL are those of recommender.catalog. strength 0 is the plain top-k; strength 1 ignores
 relevance. A customer with no categorized history (empty target) keeps the plain top-k: there is
 nothing to calibrate to.
 """
@@ -21,14 +21,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.artifacts import Artifact
-from recommender.errors import DataError
-from recommender.evaluation import NO_OFFER, Scorer, top_k
-from recommender.fairness.categories import (
+from recommender.catalog import (
     SMOOTHING,
     default_category_attribute,
     list_distributions,
     offer_category_matrix,
 )
+from recommender.errors import DataError
+from recommender.evaluation import NO_OFFER, Scorer, top_k
 from recommender.ranking import CustomerState, rank
 from recommender.taxonomy import HISTORY
 

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from recommender.catalog import offer_category_matrix
 from recommender.errors import DataError
-from recommender.fairness.categories import offer_category_matrix
 from recommender.rules import select
 from recommender.rules.spec import BusinessRules, category_attribute, check_catalog
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 
+from recommender.catalog import default_category_attribute
 from recommender.errors import DataError
-from recommender.fairness.categories import default_category_attribute
 from recommender.features import attribute_values
 
 MAX_VERSION_LENGTH = 128

@@ -1,6 +1,6 @@
 """The marketer's Python API: each notebook step in one or two calls, tables as pandas DataFrames.
 
-    from recommender import notebook as tr
+    from trustrec import notebook as tr
     dataset = tr.load_data("synthetic")          # or ("movielens", "../../shared/data/ml-100k")
     tr.compare_models(dataset, ["served", "als", "popularity"], seeds=(0, 1), tune=True)
     run = tr.train(dataset)                       # the served stack: its own search on validation
@@ -54,8 +54,8 @@ from recommender.training import (
     fit_served_model,
     train_and_evaluate,
 )
-from recommender.training_records import as_records_allow
 from recommender.tuning import best_params
+from trustrec.records import as_records_allow
 
 __all__ = [
     "OUTPUT_ENV", "audit", "audit_gaps", "audit_groups", "audit_plots", "best_params",
@@ -403,4 +403,4 @@ def __getattr__(name: str) -> object:
         from recommender.rules import preview
 
         return preview
-    raise AttributeError(f"module 'recommender.notebook' has no attribute {name!r}")
+    raise AttributeError(f"module 'trustrec.notebook' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""What each `trustrec` subcommand does (argument parsing lives in recommender.cli)."""
+"""What each `trustrec` subcommand does (argument parsing lives in trustrec.cli)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from recommender.artifacts import save_artifact
-from recommender.cli import parse_params, parse_value, write_json
 from recommender.errors import TrustRecError
 from recommender.evaluation import format_table
 from recommender.loaders import load_dataset
@@ -19,8 +18,9 @@ from recommender.training import (
     fit_served_model,
     train_and_evaluate,
 )
-from recommender.training_records import as_records_allow
 from recommender.tuning import tune as tune_models
+from trustrec.arguments import parse_params, parse_value, write_json
+from trustrec.records import as_records_allow
 
 TABLE_COLUMNS = ["ndcg@{k}", "ndcg@{k} sd", "recall@{k}", "precision@{k}", "map@{k}",
                  "coverage@{k}", "train seconds", "refit seconds"]

@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from recommender.errors import TrustRecError
 
 USAGE_ERROR = 2
-
-
-def parse_value(text: str) -> object:
-    """`64` -> 64, `0.05` -> 0.05, `true` -> True, `a,b` -> ("a", "b"), else the string."""
-    if "," in text:
-        return tuple(parse_value(part) for part in text.split(",") if part)
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_params(pairs: Sequence[str]) -> dict:
-    params = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise TrustRecError(f"--param takes NAME=VALUE, not {pair!r}")
-        params[name] = parse_value(value)
-    return params
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from recommender import commands  # heavy imports only once the arguments are good
+    from trustrec import commands  # heavy imports only once the arguments are good
 
     try:
         return getattr(commands, args.command)(args)
@@ -162,14 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-def write_json(path: str | Path, payload: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

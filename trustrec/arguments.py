@@ -1,0 +1,42 @@
+"""Reading command-line values and writing results: what the commands share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from recommender.errors import TrustRecError
+
+
+def parse_value(text: str) -> object:
+    """`64` -> 64, `0.05` -> 0.05, `true` -> True, `a,b` -> ("a", "b"), else the string."""
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(",") if part)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(pairs: Sequence[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise TrustRecError(f"--param takes NAME=VALUE, not {pair!r}")
+        params[name] = parse_value(value)
+    return params
+
+
+def write_json(path: str | Path, payload: object) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    tmp.replace(path)
