@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test browser lint bench-quality bench-explain bench-serve bench-fairness clean
+.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# the inner loop: everything but the end-to-end runs marked slow
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 # Debian's headless Chromium for tests/test_pages_browser.py, installed only when missing and we
 # are root (or sudo works without a password); otherwise those tests skip and say why

@@ -100,6 +100,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def close_app(app: Flask) -> None:
+    """Write what the audit trail still holds, then release the database: what a worker does on
+    exit (atexit), done now. Tests close every app they build, before its database goes away."""
+    services: Services = app.extensions["trustrec"]
+    if services.audit is not None:
+        services.audit.close()
+    services.engine.dispose()
+
+
 def _services(settings: configuration.Settings) -> Services:
     client = settings.redis_client
     if client is None and settings.redis_url:

@@ -21,7 +21,7 @@ from recommender.loaders.synthetic import load_synthetic
 from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
 from serving import auth
-from serving.app import create_app
+from serving.app import close_app, create_app
 from serving.auth import ConfigError, hash_key, parse_api_keys
 from serving.interaction_log import interactions_table
 from serving.publish import publish
@@ -55,19 +55,25 @@ def quiet_publish(artifact, redis_client, prefix, **options):
 
 @pytest.fixture
 def make_app(redis_client, redis_prefix, tmp_path):
+    """Builds apps on the test's Redis prefix and database; closes every one it built."""
+    built = []
+
     def make(published: Artifact | str | None = "small", **config):
         if published == "small":
             published = small_artifact()
         if published is not None:
             quiet_publish(published, redis_client, redis_prefix)
-        return create_app({
+        built.append(create_app({
             "TRUSTREC_REDIS_CLIENT": redis_client, "TRUSTREC_REDIS_PREFIX": redis_prefix,
             "TRUSTREC_DATABASE_URL": f"sqlite:///{tmp_path / 'consent.db'}",
             "TRUSTREC_API_KEYS": ",".join(f"{role}:{hash_key(key)}" for role, key in KEYS.items()),
             "TRUSTREC_SECRET_KEY": SECRET, "TRUSTREC_MODEL_CHECK_MS": 0, **config,
-        })
+        }))
+        return built[-1]
 
-    return make
+    yield make
+    for app in built:
+        close_app(app)
 
 
 @pytest.fixture
@@ -549,8 +555,10 @@ def test_keys_are_configured_hashed_and_production_refuses_to_start_without_them
     ]:
         with pytest.raises(ConfigError, match=message):
             create_app(production | missing)
-    assert create_app(production | {"TRUSTREC_API_KEYS": f"admin:{hash_key('a')}",
-                                     "TRUSTREC_SECRET_KEY": SECRET})
+    app = create_app(production | {"TRUSTREC_API_KEYS": f"admin:{hash_key('a')}",
+                                   "TRUSTREC_SECRET_KEY": SECRET})
+    assert app
+    close_app(app)
 
 
 

@@ -31,6 +31,7 @@ def test_train_writes_a_loadable_artifact(tmp_path):
     assert artifact.manifest["counts"]["interactions_excluded"] == 0
 
 
+@pytest.mark.slow
 def test_train_builds_the_served_model_by_default_and_shows_each_stage(tmp_path):
     result = trustrec("train", "--format", "synthetic", "--out", str(tmp_path / "models"),
                       "--time-budget", "120")

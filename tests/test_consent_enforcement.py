@@ -34,7 +34,8 @@ def consent_states(categories):
     )
 
 
-@pytest.mark.parametrize("data", ARTIFACTS)
+@pytest.mark.parametrize("data", [pytest.param(name, marks=pytest.mark.slow)
+                                  if name == "movielens" else name for name in ARTIFACTS])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rnd=st.randoms(use_true_random=False), consent=consent_states(
     ("interaction_history", "demographics", "location", "profile")))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from trained import FAST, movielens_dataset, synthetic_artifact, synthetic_dataset
@@ -93,12 +91,10 @@ def test_unawareness_leaves_protected_attributes_out():
 
 
 @pytest.mark.slow
-def test_smoke_training_on_movielens_is_quick_and_learns():
+def test_smoke_training_on_movielens_learns():
     dataset = movielens_dataset()
     split = temporal_split(dataset)
-    started = time.perf_counter()
     model = HybridRecommender(**FAST).fit(split.train)
-    assert time.perf_counter() - started < 60
     ndcg = evaluate(model.score, split)["ndcg@10"]
     popularity = evaluate(make_model("popularity").fit(split.train).score, split)["ndcg@10"]
     assert ndcg > popularity

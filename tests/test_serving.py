@@ -140,7 +140,7 @@ def test_an_unreadable_consent_record_means_no_personal_data_and_nothing_cached(
 
 
 def test_offers_fail_closed_when_the_consent_store_is_down(redis_client, redis_prefix, tmp_path):
-    from serving.app import create_app
+    from serving.app import close_app, create_app
 
     quiet_publish(small_artifact(), redis_client, redis_prefix)
     app = create_app({
@@ -155,6 +155,7 @@ def test_offers_fail_closed_when_the_consent_store_is_down(redis_client, redis_p
     assert client.get("/readyz").get_json()["checks"]["consent_store"]["ok"] is False
     response = client.get(f"/v1/customers/{CUSTOMER}/consent", headers={"X-API-Key": "k"})
     assert response.status_code == 503
+    close_app(app)
 
 
 # --- command line -----------------------------------------------------------------------------------

