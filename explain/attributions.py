@@ -1,4 +1,4 @@
-"""Exact SHAP values of the score over data categories (design.md, "The model: additive by category").
+"""Exact SHAP values of the score over data categories (docs/architecture.md, "The additive model").
 
 With the average customer as background, the model is linear in each category's vector, so the
 Shapley value of category g is phi_g(u, i) and the base value is base(i), the average customer's

@@ -1,4 +1,4 @@
-"""The additive-by-category model of design.md, in numpy: what serving and explanation compute with.
+"""The additive-by-category model of docs/architecture.md in numpy: what serving and explaining use.
 
     score(u, i) = base(i) + sum over allowed g of phi_g(u, i)
     base(i)     = b_i + sum over g of (pbar_g . q_i + cbar_g)

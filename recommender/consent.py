@@ -1,5 +1,5 @@
 """A customer's consent, and the one decision every part of TrustRec shares: which data categories
-may enter that customer's score (design.md, "Data categories and consent").
+may enter that customer's score (docs/architecture.md, "Consent").
 
 Pure values, no I/O: records live in serving/consent_store.py.
 """

@@ -1,4 +1,4 @@
-"""Feature rows for customers and offers, normalized within each data category (design.md).
+"""Feature rows for customers and offers, normalized within each data category (docs/architecture.md).
 
 Normalizing per category, never across the row, keeps one category's weights independent of the
 others: withdrawing consent for one category cannot rescale another.

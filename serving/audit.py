@@ -1,5 +1,5 @@
 """The one point where the audit trail plugs in: every offers and "why" response is handed to
-`on_served` as a ServedRecord before it is sent (design.md: a record of what was served, why, and
+`on_served` as a ServedRecord before it is sent (docs/architecture.md: a record of what was served, why, and
 with which model).
 
 create_app installs serving.audit_log.AuditWriter, which records every response in the database

@@ -6,7 +6,7 @@ commit. Writers never lose an update: a write applies only to the version it rea
 starts over from a fresh read, so the history is an unbroken chain of true old -> new values.
 
 The request path reads through `decide`, which fails closed: when the record cannot be read, the
-customer gets non-personalized offers, never personalized ones (design.md).
+customer gets non-personalized offers, never personalized ones (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The SQL database that owns TrustRec's records (consent, the audit trail, posted interactions).
 
-A SQLite file by default, so a demo needs no server; PostgreSQL by URL (design.md). Modules declare
+A SQLite file by default, so a demo needs no server; PostgreSQL by URL (docs/architecture.md). Modules declare
 their tables on `metadata`; `create_schema` creates whatever is missing.
 """
 

@@ -1,6 +1,6 @@
 """Interactions posted to the API (purchases, clicks, ratings), kept in the SQL database.
 
-The database owns them, Redis only caches the history they extend (design.md: Redis may cache,
+The database owns them, Redis only caches the history they extend (docs/architecture.md: Redis may cache,
 never own): Redis here keeps nothing on disk, and a posted purchase must survive a restart and
 reach the next training run (`trustrec train --recorded-interactions`). Erasure deletes them.
 """

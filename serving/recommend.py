@@ -5,7 +5,7 @@ Per request: one round trip to Redis for the customer, their new history and the
 share) and explain/ for the offers shown. Everything a version's requests share is built once per
 version (serving.explaining.ServedVersion). No pandas and no per-offer numpy calls per request.
 
-What every response carries (design.md): the model version, the personalization level applied,
+What every response carries (docs/architecture.md): the model version, the personalization level applied,
 the categories used and those not used with the reason, a plain disclosure and a request id
 (added by the API layer, which also hands the audit record to the audit hook).
 

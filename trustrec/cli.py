@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and write a versioned artifact")
     add_data_arguments(train)
     train.add_argument("--model", default="served",
-                       help="model name (default: served, the stack; see README, Models)")
+                       help="model name (default: served, the stack; see docs/modelling.md)")
     train.add_argument("--time-budget", type=float, metavar="SECONDS",
                        help="bound the served model's search on validation (default 600 s)")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",

@@ -1,4 +1,4 @@
-"""Fairness: audit offers across customer groups, and mitigations to compare (design.md, fairness).
+"""Fairness: audit offers across customer groups, and mitigations to compare (docs/architecture.md).
 
     report = audit_artifact("models/<version>", dataset)     # the artifact's configuration
     report = audit_model(model.score, split)                 # a model fitted on split.train

@@ -213,7 +213,7 @@ def _seconds(moments: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 # --- the mapping file -----------------------------------------------------------------------------
 def load_tabular(mapping_path: str | Path, *, taxonomy: Taxonomy | None = None,
                  report: Reporter | None = _stderr) -> Dataset:
-    """The dataset a mapping file describes (format: see README, "Loading your own data").
+    """The dataset a mapping file describes (format: docs/data.md, "Loading your own data").
 
     Relative paths resolve against the mapping file's folder. `taxonomy` overrides the one the
     mapping names (default: the built-in taxonomy). `report` receives one line per filtered table

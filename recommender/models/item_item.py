@@ -6,7 +6,7 @@ X"), and a new purchase moves the scores without retraining.
 - EASE (Steck 2019, "Embarrassingly Shallow Autoencoders"): B = I - P diag(1 / diag P) with
   P = (X^T X + lambda I)^-1, the diagonal then zeroed. Closed form, one dense inversion of the
   offers x offers Gram matrix: the strongest history model we measured on ML-100K, the retail log
-  and the synthetic storefront (README, "Models"), and cheap while the catalog stays in the low
+  and the synthetic storefront (docs/modelling.md, "Evaluation"), and cheap while the catalog stays in the low
   thousands. No well-kept Python library ships it on its own (RecBole does, inside a deep-learning
   framework), and the formula is three lines of numpy.
 - item-kNN similarity from `implicit` (cosine or BM25): sparse, for catalogs too large to invert.
