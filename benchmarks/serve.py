@@ -268,10 +268,10 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
     from recommender.rules import RulesFile
     from recommender.taxonomy import Taxonomy
     from serving.consent_cache import ConsentCache
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
     from serving.explaining import explain_offers, is_stored, served
     from serving.recommend import OffersQuery, Recommender
+    from serving.records.consent import ConsentStore
+    from serving.records.database import create_schema, make_engine
     from serving.redis_store import ModelCache, RedisModelStore
 
     store = RedisModelStore(client, prefix)

@@ -29,15 +29,15 @@ from serving import config as configuration
 from serving import errors
 from serving.api import register_blueprints
 from serving.audit import OnServed, ServedRecord
-from serving.audit_log import AuditWriter
 from serving.auth import Authenticator
 from serving.consent_cache import ConsentCache
-from serving.consent_store import ConsentStore
-from serving.db import create_schema, make_engine
 from serving.metrics import Metrics
 from serving.pages import bp as customer_pages
 from serving.publish import connect
 from serving.recommend import Recommender
+from serving.records.audit import AuditWriter
+from serving.records.consent import ConsentStore
+from serving.records.database import create_schema, make_engine
 from serving.redis_store import ModelCache, RedisModelStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Services:
     metrics: Metrics
     on_served: OnServed
     schema_ready: bool
-    audit: AuditWriter | None = None  # the audit trail's writer (serving.audit_log)
+    audit: AuditWriter | None = None  # the audit trail's writer (serving.records.audit)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -2,7 +2,7 @@
 `on_served` as a ServedRecord before it is sent (docs/architecture.md: a record of what was served, why, and
 with which model).
 
-create_app installs serving.audit_log.AuditWriter, which records every response in the database
+create_app installs serving.records.audit.AuditWriter, which records every response in the database
 (off the request path, through a bounded queue); a hook given as TRUSTREC_ON_SERVED in create_app's
 config runs after it. Hooks run in the request: if one raises, the client gets a 500 and not the
 offers, so nothing is served that could not be recorded.
@@ -29,7 +29,7 @@ class ServedRecord:
     offers: list[tuple[str, float]]  # (offer id, score), in the order served
     params: dict = field(default_factory=dict)  # the request's parameters that shaped the answer
     # offer id -> its top criteria as served (category, text, share, direction); recorded by
-    # serving.audit_log when the API layer fills it in
+    # serving.records.audit when the API layer fills it in
     reasons: dict = field(default_factory=dict)
     rules_version: str | None = None  # the business rules in force (recommender.rules), if any
     # what the rules changed: offer_id, change, rules, rank_without_rules, rank (RuleChange.to_dict)
@@ -40,4 +40,4 @@ OnServed = Callable[[ServedRecord], None]
 
 
 def on_served(record: ServedRecord) -> None:
-    """A hook that records nothing (create_app uses serving.audit_log.AuditWriter)."""
+    """A hook that records nothing (create_app uses serving.records.audit.AuditWriter)."""

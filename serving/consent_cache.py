@@ -22,7 +22,7 @@ from functools import lru_cache
 import redis
 
 from recommender.consent import NO_PERSONAL_DATA, Consent
-from serving.consent_store import ConsentStore
+from serving.records.consent import ConsentStore
 from serving.redis_store import Keys
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Any
 
 from recommender.consent import LEVELS
 from serving.api.interactions import KINDS
-from serving.audit_log import CASE_STATUSES, FEEDBACK_KINDS
+from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS
 
 VERSION = "1.0.0"
 

@@ -19,7 +19,7 @@ from test_api import CUSTOMER, OTHER, bearer, key, offers, put_consent, small_ar
 
 from serving.api.accountability import compute_stats
 from serving.audit import ServedRecord
-from serving.audit_log import (
+from serving.records.audit import (
     AuditWriter,
     cases_table,
     erased_ids,
@@ -30,7 +30,7 @@ from serving.audit_log import (
     served_table,
     subject_hash,
 )
-from serving.db import create_schema, make_engine, metadata
+from serving.records.database import create_schema, make_engine, metadata
 from trustrec import cli
 
 make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures

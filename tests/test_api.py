@@ -23,8 +23,8 @@ from recommender.taxonomy import HISTORY
 from serving import auth
 from serving.app import close_app, create_app
 from serving.auth import ConfigError, hash_key, parse_api_keys
-from serving.interaction_log import interactions_table
 from serving.publish import publish
+from serving.records.interactions import interactions_table
 
 KEYS = {"storefront": "trk_test_storefront_key", "admin": "trk_test_admin_key"}
 SECRET = "test-secret-" + "x" * 40

@@ -18,8 +18,8 @@ from test_cli import trustrec
 from recommender.artifacts import save_artifact
 from recommender.ranking import customer_state, rank
 from recommender.rules import CompiledRules, parse_rules, publish_rules
-from serving.audit_log import served_table
 from serving.auth import ConfigError
+from serving.records.audit import served_table
 from trustrec import cli
 
 make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures

@@ -93,9 +93,9 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
 
     from recommender.consent import Consent
     from recommender.taxonomy import Taxonomy
-    from serving.audit_log import erasures_table, subject_hash
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
+    from serving.records.audit import erasures_table, subject_hash
+    from serving.records.consent import ConsentStore
+    from serving.records.database import create_schema, make_engine
 
     url = f"sqlite:///{tmp_path / 'trustrec.db'}"
     engine = make_engine(url)
@@ -125,8 +125,8 @@ def test_train_adds_the_interactions_posted_to_the_api(tmp_path):
     from datetime import UTC, datetime
 
     from recommender.loaders import load_synthetic
-    from serving.db import create_schema, make_engine
-    from serving.interaction_log import record_interaction
+    from serving.records.database import create_schema, make_engine
+    from serving.records.interactions import record_interaction
 
     dataset = load_synthetic()
     history = set(dataset.interactions.loc[dataset.interactions["customer_id"] == "c00003", "offer_id"])

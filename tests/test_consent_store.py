@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from recommender.consent import FULL, NONE, OPT_IN, SEGMENT, Consent, default_consent
 from recommender.errors import DataError
 from recommender.taxonomy import HISTORY, Taxonomy
-from serving.consent_store import ConsentConflict, ConsentStore, consent_table, history_table
-from serving.db import create_schema, make_engine
+from serving.records.consent import ConsentConflict, ConsentStore, consent_table, history_table
+from serving.records.database import create_schema, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
@@ -244,8 +244,8 @@ def test_concurrent_writers_lose_no_update(engine):
 READ_BACK = """
 import json, sys
 from recommender.taxonomy import Taxonomy
-from serving.consent_store import ConsentStore
-from serving.db import make_engine
+from serving.records.consent import ConsentStore
+from serving.records.database import make_engine
 store = ConsentStore(make_engine(sys.argv[1]), Taxonomy.default())
 record, history = store.get_record(sys.argv[2]), store.history(sys.argv[2])
 print(json.dumps({"record": record.to_dict(), "history": history}))
@@ -255,8 +255,8 @@ WRITE_AND_DIE = """
 import os, sys
 from recommender.consent import Consent
 from recommender.taxonomy import Taxonomy
-from serving.consent_store import ConsentStore
-from serving.db import make_engine
+from serving.records.consent import ConsentStore
+from serving.records.database import make_engine
 store = ConsentStore(make_engine(sys.argv[1]), Taxonomy.default())
 version = store.set(sys.argv[2], Consent(frozenset({"profile"}), "segment"), actor="child",
                     source="admin")

@@ -87,3 +87,11 @@ def test_lower_layers_never_name_serving_or_the_entry_points(lower):
         text = path.read_text()
         assert "import serving" not in text and "from serving" not in text, path
         assert "from trustrec" not in text and "import trustrec" not in text, path
+
+
+def test_views_hold_no_sql():
+    """serving/api/ calls the records layer (serving/records/); SQL and tables live there."""
+    for path in (ROOT / "serving" / "api").glob("*.py"):
+        text = path.read_text()
+        for needle in ("sqlalchemy", "_table", "sa.", "SELECT ", "INSERT ", "UPDATE ", "DELETE "):
+            assert needle not in text, f"{path.name} holds {needle!r}"

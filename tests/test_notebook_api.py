@@ -221,8 +221,8 @@ def test_rules_preview_is_reachable_from_the_notebook_api():
 def test_a_saved_model_leaves_out_what_the_consent_records_withhold(tmp_path):
     from recommender.artifacts import load_artifact
     from recommender.consent import Consent
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
+    from serving.records.consent import ConsentStore
+    from serving.records.database import create_schema, make_engine
 
     dataset = small()
     withdrawn = str(dataset.interactions["customer_id"].iloc[0])

@@ -24,9 +24,9 @@ from recommender.ranking import customer_state
 from recommender.taxonomy import Taxonomy
 from serving.auth import hash_key, parse_api_keys
 from serving.consent_cache import ConsentCache
-from serving.consent_store import ConsentStore
-from serving.db import create_schema, make_engine
 from serving.recommend import Recommender
+from serving.records.consent import ConsentStore
+from serving.records.database import create_schema, make_engine
 from serving.redis_store import Keys, ModelCache, RedisModelStore
 from trustrec import cli
 

@@ -180,8 +180,8 @@ def rules(args: argparse.Namespace) -> int:
 
 def purge(args: argparse.Namespace) -> int:
     """Delete audit records (served responses, feedback, closed cases) older than --days."""
-    from serving.audit_log import purge as purge_records
-    from serving.db import create_schema, make_engine
+    from serving.records.audit import purge as purge_records
+    from serving.records.database import create_schema, make_engine
 
     if args.days < 1:
         raise TrustRecError("--days must be at least 1")

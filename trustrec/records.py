@@ -23,8 +23,8 @@ def as_records_allow(
             raise TrustRecError("--recorded-interactions reads the database given by --consent-db "
                                 "(or $TRUSTREC_DATABASE_URL)")
         return training_data(dataset, {}, default_consent(dataset.taxonomy, regime))
-    from serving.consent_store import ConsentStore
-    from serving.db import create_schema, make_engine
+    from serving.records.consent import ConsentStore
+    from serving.records.database import create_schema, make_engine
 
     engine = make_engine(url)
     try:
@@ -40,11 +40,11 @@ def as_records_allow(
 
 
 def _with_recorded(dataset: Dataset, engine) -> Dataset:
-    """The dataset plus the interactions posted to the API since (serving.interaction_log), for
+    """The dataset plus the interactions posted to the API since (serving.records.interactions), for
     the customers and offers it knows; the others are counted, not guessed at."""
     import pandas as pd
 
-    from serving.interaction_log import recorded_interactions
+    from serving.records.interactions import recorded_interactions
 
     recorded = recorded_interactions(engine)
     known = (recorded["customer_id"].isin(dataset.customers.index)
@@ -58,7 +58,7 @@ def _with_recorded(dataset: Dataset, engine) -> Dataset:
 def _without_erased(dataset, engine):
     """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
     made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
-    from serving.audit_log import erased_ids, is_erased
+    from serving.records.audit import erased_ids, is_erased
 
     hashes = erased_ids(engine)
     if not hashes:

@@ -1,46 +1,40 @@
 """Transparency and accountability: what data of a customer was used (data-usage), feedback and
 the cases staff handle, the public policy and model card, public statistics, and erasure.
 
-Every figure and answer here is read from the audit trail (serving.audit_log), never from counters.
+Every figure and answer here is read from the audit trail (serving.records.audit), never from counters.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import statistics
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, g, jsonify
 
 from explain.templates import Templates
 from recommender.consent import LEVELS
 from serving.api import params
-from serving.audit_log import (
+from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
+from serving.errors import ApiError, bad_parameter
+from serving.records.audit import (
     CASE_KINDS,
     CASE_STATUSES,
-    CLOSED_STATUSES,
     FEEDBACK_KINDS,
     MAX_TEXT,
-    POSITIVE_KINDS,
-    cases_table,
     customer_records,
-    erasures_table,
-    feedback_table,
     record_dict,
     served_record,
-    served_table,
-    subject_hash,
     utc,
 )
-from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
-from serving.db import begin_write
-from serving.errors import ApiError, bad_parameter
-from serving.interaction_log import delete_interactions
+from serving.records.erasure import erase_records
+from serving.records.feedback import list_cases as list_cases_records
+from serving.records.feedback import record_feedback
+from serving.records.feedback import update_case as update_case_record
+from serving.records.stats import compute_stats
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +179,8 @@ def feedback():
                        "offer_id")
     now = _now()
     case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
-    with begin_write(services.engine) as connection:
-        if case_id is not None:
-            connection.execute(sa.insert(cases_table).values(
-                case_id=case_id, customer_id=claimed, request_id=request_id,
-                offer_id=offer_id, kind=kind, text=text, status="open", opened_at=now,
-                updated_at=now))
-        connection.execute(sa.insert(feedback_table).values(
-            request_id=request_id, customer_id=claimed, offer_id=offer_id, kind=kind,
-            text=text, created_at=now, case_id=case_id))
+    record_feedback(services.engine, request_id=request_id, customer_id=claimed,
+                    offer_id=offer_id, kind=kind, text=text, case_id=case_id, now=now)
     body = {"request_id": g.request_id, "feedback_for": request_id, "offer_id": offer_id,
             "kind": kind, "recorded_at": now.isoformat(), "case_id": case_id}
     if case_id is not None:
@@ -223,16 +210,6 @@ def _served_soon(services, request_id: str) -> dict | None:
         delay = min(2 * delay, 0.2)
 
 
-def _case(row) -> dict:
-    return {
-        "case_id": row.case_id, "customer_id": row.customer_id, "request_id": row.request_id,
-        "offer_id": row.offer_id, "kind": row.kind, "text": row.text, "status": row.status,
-        "opened_at": utc(row.opened_at).isoformat(), "updated_at": utc(row.updated_at).isoformat(),
-        "resolved_at": None if row.resolved_at is None else utc(row.resolved_at).isoformat(),
-        "note": row.note,
-    }
-
-
 @bp.get("/v1/admin/cases")
 @require(ADMIN)
 def list_cases():
@@ -241,12 +218,8 @@ def list_cases():
     if status is not None and status not in CASE_STATUSES:
         raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
     limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
-    query = sa.select(cases_table).order_by(cases_table.c.opened_at, cases_table.c.case_id)
-    if status is not None:
-        query = query.where(cases_table.c.status == status)
-    with _services().engine.connect() as connection:
-        rows = connection.execute(query.limit(limit)).all()
-    return jsonify({"request_id": g.request_id, "cases": [_case(r) for r in rows]})
+    return jsonify({"request_id": g.request_id,
+                    "cases": list_cases_records(_services().engine, status, limit)})
 
 
 @bp.patch("/v1/admin/cases/<case_id>")
@@ -262,21 +235,10 @@ def update_case(case_id: str):
         raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
     if note is not None and (not isinstance(note, str) or len(note) > MAX_TEXT):
         raise bad_parameter("note", f"note must be a string of at most {MAX_TEXT} characters")
-    now = _now()
-    with begin_write(_services().engine) as connection:
-        row = connection.execute(
-            sa.select(cases_table).where(cases_table.c.case_id == case_id)).first()
-        if row is None:
-            raise ApiError(404, "unknown_case", f"no case {case_id!r}", "case_id")
-        values = {"status": status, "updated_at": now,
-                  "resolved_at": (row.resolved_at or now) if status in CLOSED_STATUSES else None}
-        if note is not None:
-            values["note"] = note
-        connection.execute(
-            sa.update(cases_table).where(cases_table.c.case_id == case_id).values(**values))
-        row = connection.execute(
-            sa.select(cases_table).where(cases_table.c.case_id == case_id)).first()
-    return jsonify({"request_id": g.request_id, "case": _case(row)})
+    case = update_case_record(_services().engine, case_id, status, note, _now())
+    if case is None:
+        raise ApiError(404, "unknown_case", f"no case {case_id!r}", "case_id")
+    return jsonify({"request_id": g.request_id, "case": case})
 
 
 # --- policy and model card -----------------------------------------------------------------------
@@ -367,68 +329,6 @@ def stats():
     return response
 
 
-def compute_stats(engine, now: datetime) -> dict:
-    """The public figures over the last day, the last week and since launch, from the records."""
-    windows = {"day": now - timedelta(days=1), "week": now - timedelta(days=7), "all": None}
-    out = {"computed_at": now.isoformat(), "windows": {}}
-    with engine.connect() as connection:
-        for name, since in windows.items():
-            out["windows"][name] = _window(connection, since, now)
-    return out
-
-
-def _window(connection, since: datetime | None, until: datetime) -> dict:
-    s, f, c = served_table.c, feedback_table.c, cases_table.c
-
-    def within(column):
-        return sa.and_(column >= since, column <= until) if since is not None else column <= until
-
-    served = connection.execute(
-        sa.select(s.endpoint, s.n_offers, s.latency_ms).where(within(s.served_at))).all()
-    offers_served = sum(r.n_offers for r in served if r.endpoint == "offers")
-    latencies = sorted(r.latency_ms for r in served if r.latency_ms is not None)
-    kinds = dict(connection.execute(
-        sa.select(f.kind, sa.func.count()).where(within(f.created_at)).group_by(f.kind)).all())
-    distinct = {kind: connection.execute(
-        sa.select(sa.func.count()).select_from(
-            sa.select(f.request_id, f.offer_id).where(within(f.created_at), f.kind == kind)
-            .distinct().subquery())).scalar_one() for kind in POSITIVE_KINDS}
-    total_feedback = sum(kinds.values())
-    positive = sum(kinds.get(kind, 0) for kind in POSITIVE_KINDS)
-    opened = dict(connection.execute(
-        sa.select(c.kind, sa.func.count()).where(within(c.opened_at)).group_by(c.kind)).all())
-    resolved = dict(connection.execute(
-        sa.select(c.kind, sa.func.count())
-        .where(c.resolved_at.is_not(None), within(c.resolved_at)).group_by(c.kind)).all())
-    return {
-        "since": None if since is None else since.isoformat(),
-        "offer_responses": sum(1 for r in served if r.endpoint == "offers"),
-        "explanations": sum(1 for r in served if r.endpoint == "why"),
-        "offers_served": offers_served,
-        "clicked_share": _share(distinct["clicked"], offers_served),
-        "purchased_share": _share(distinct["purchased"], offers_served),
-        "feedback": total_feedback,
-        "positive_feedback_share": _share(positive, total_feedback),
-        "reports": {"opened": opened.get("report", 0), "resolved": resolved.get("report", 0)},
-        "handoffs": {"opened": opened.get("talk_to_person", 0),
-                     "resolved": resolved.get("talk_to_person", 0)},
-        "latency_ms": {"median": statistics.median(latencies) if latencies else None,
-                       "p95": _percentile(latencies, 0.95)},
-    }
-
-
-def _share(part: int, whole: int) -> float | None:
-    return None if whole == 0 else part / whole
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    """Nearest rank: the smallest value with at least q of the values at or below it."""
-    if not values:
-        return None
-    rank = max(1, -(-int(q * 1000 * len(values)) // 1000))
-    return values[min(rank, len(values)) - 1]
-
-
 # --- erasure -------------------------------------------------------------------------------------
 @bp.delete("/v1/customers/<customer_id>")
 @require(ADMIN, own_customer=True)
@@ -440,34 +340,9 @@ def erase(customer_id: str):
     now = _now()
     consent_rows = services.consents.delete(customer_id)
     redis_keys = services.store.delete_customer(customer_id)
-    with begin_write(services.engine) as connection:
-        counts = {
-            "served_responses": connection.execute(sa.delete(served_table).where(
-                served_table.c.customer_id == customer_id)).rowcount,
-            "feedback": connection.execute(sa.delete(feedback_table).where(
-                feedback_table.c.customer_id == customer_id)).rowcount,
-            "cases": connection.execute(sa.delete(cases_table).where(
-                cases_table.c.customer_id == customer_id)).rowcount,
-            "interactions": delete_interactions(connection, customer_id),
-        }
-        counts |= {"consent_rows": consent_rows, "redis_keys": redis_keys}
-        digest = subject_hash(customer_id, services.settings.secret_key)
-        values = {"erased_at": now, "counts": json.dumps(counts, sort_keys=True)}
-        # one tombstone per customer: erasing again (to finish an interrupted erasure, say)
-        # updates it instead of leaving a second note that the customer existed
-        receipt_id = connection.execute(sa.select(erasures_table.c.id).where(
-            erasures_table.c.subject_hash == digest)).scalar()
-        if receipt_id is None:
-            receipt_id = connection.execute(sa.insert(erasures_table).values(
-                subject_hash=digest, **values)).inserted_primary_key[0]
-        else:  # the receipt adds up what every erasure of this customer removed
-            earlier = json.loads(connection.execute(sa.select(erasures_table.c.counts).where(
-                erasures_table.c.id == receipt_id)).scalar())
-            values["counts"] = json.dumps(
-                {name: counts.get(name, 0) + earlier.get(name, 0) for name in counts | earlier},
-                sort_keys=True)
-            connection.execute(sa.update(erasures_table).where(
-                erasures_table.c.id == receipt_id).values(**values))
+    receipt_id, digest, counts = erase_records(
+        services.engine, customer_id, services.settings.secret_key, now,
+        {"consent_rows": consent_rows, "redis_keys": redis_keys})
     return jsonify({
         "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),
         "subject_hash": digest, "removed": counts,

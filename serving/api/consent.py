@@ -1,6 +1,6 @@
 """GET and PUT /v1/customers/{id}/consent, GET /v1/customers/{id}/consent/history.
 
-The database owns consent (serving.consent_store); a change invalidates the Redis cache entry
+The database owns consent (serving.records.consent); a change invalidates the Redis cache entry
 before the response is sent, so the very next offers request runs under the new consent.
 """
 
@@ -15,8 +15,8 @@ from explain.templates import Templates
 from recommender.consent import LEVELS, Consent, effective_categories
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
-from serving.consent_store import ConsentConflict, ConsentRecord
 from serving.errors import ApiError
+from serving.records.consent import ConsentConflict, ConsentRecord
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
-from serving.db import create_schema
+from serving.records.database import create_schema, ping
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,7 @@ def readyz():
     except Exception as exc:
         checks["model"] = {"ok": False, "error": _reason(exc)}
     try:
-        with services.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        ping(services.engine)
         if not services.schema_ready:
             create_schema(services.engine)  # a database that was down at start-up is back
             services.schema_ready = True

@@ -1,5 +1,5 @@
 """POST /v1/customers/{id}/interactions: a purchase, click or rating made since the model was
-trained. It is committed to the database first (serving.interaction_log: the next training run's
+trained. It is committed to the database first (serving.records.interactions: the next training run's
 data), then joins the customer's history in Redis, so the next offers request excludes the offer
 and, with history as item features, scores and explains with it."""
 
@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, jsonify
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, require
 from serving.errors import ApiError, bad_parameter
-from serving.interaction_log import record_interaction
+from serving.records.interactions import record_interaction
 
 bp = Blueprint("interactions", __name__, url_prefix="/v1/customers/<customer_id>")
 

@@ -10,8 +10,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
 from recommender.errors import DataError
-from serving.consent_store import check_name
 from serving.errors import ApiError, bad_parameter
+from serving.records.consent import check_name
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 MAX_LIST = 1000  # ids in one comma-separated parameter

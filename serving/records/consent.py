@@ -32,7 +32,7 @@ from recommender.consent import (
 )
 from recommender.errors import DataError, TrustRecError
 from recommender.taxonomy import Taxonomy
-from serving.db import begin_write, metadata
+from serving.records.database import begin_write, metadata
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recommender.data import INTERACTION_COLUMNS
-from serving.consent_store import MAX_ID_LENGTH
-from serving.db import begin_write, metadata
+from serving.records.consent import MAX_ID_LENGTH
+from serving.records.database import begin_write, metadata
 
 interactions_table = sa.Table(
     "interactions", metadata,

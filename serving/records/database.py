@@ -24,7 +24,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 5
 # Modules that declare tables on `metadata`; create_schema imports them so that no table is
 # missed just because its module was not imported yet (a missing table would make every consent
 # read fail closed, silently).
-TABLE_MODULES = ("serving.consent_store", "serving.audit_log", "serving.interaction_log")
+TABLE_MODULES = ("serving.records.consent", "serving.records.audit", "serving.records.interactions")
 
 metadata = sa.MetaData()
 
@@ -85,6 +85,12 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_WRITE: True})
         with connection.begin():
             yield connection
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers a query."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
 
 
 def create_schema(engine: Engine) -> None:

@@ -1,5 +1,5 @@
 """The audit trail: every served offers/why response, feedback on it, the cases staff handle, and
-the tombstones of erasures, in the same SQL database as consent (serving.db).
+the tombstones of erasures, in the same SQL database as consent (serving.records.database).
 
 Recording stays off the request path: `AuditWriter` (the `on_served` hook) puts the row on a
 bounded queue and one background thread writes batches, each in one transaction. When the queue is
@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.audit import ServedRecord
-from serving.consent_store import MAX_ID_LENGTH
-from serving.db import begin_write, metadata
+from serving.records.consent import MAX_ID_LENGTH
+from serving.records.database import begin_write, metadata
 
 log = logging.getLogger(__name__)
 
