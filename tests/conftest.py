@@ -1,9 +1,16 @@
 """Shared fixtures."""
 
+import os
+import secrets
 import uuid
 
 import pytest
 import redis
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get(
+    "TRUSTREC_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +37,35 @@ def redis_prefix(redis_client):
     keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
     for start in range(0, len(keys), 500):
         redis_client.unlink(*keys[start:start + 500])
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    engine = sa.create_engine(
+        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
+    )
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        where = sa.make_url(POSTGRES_URL)  # str() hides a password
+        pytest.skip(f"PostgreSQL backend skipped: {where} is not reachable ({exc.orig})")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A URL to an empty database of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'trustrec.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    schema = f"trustrec_test_{secrets.token_hex(6)}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')

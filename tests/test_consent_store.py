@@ -7,8 +7,6 @@ there (via search_path), dropped afterwards.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -25,9 +23,6 @@ from serving.records.consent import ConsentConflict, ConsentStore, consent_table
 from serving.records.database import create_schema, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get(
-    "TRUSTREC_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-)
 TAXONOMY = Taxonomy.default()
 LOCATION = Consent(frozenset({"location"}), FULL)
 PROFILE = Consent(frozenset({"location", "profile"}), SEGMENT)
@@ -35,38 +30,6 @@ EVERYTHING = Consent(frozenset(TAXONOMY.categories), FULL)
 
 
 # --- backends -------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_admin():
-    engine = sa.create_engine(
-        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-    )
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        where = sa.make_url(POSTGRES_URL)  # str() hides a password
-        pytest.skip(f"PostgreSQL backend skipped: {where} is not reachable ({exc.orig})")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A URL to an empty database of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'trustrec.db'}"
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    schema = f"trustrec_test_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture
 def engine(database_url):
     engine = make_engine(database_url)

@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     publish_rules.add_argument("--to", required=True, help="the path serving reads")
     publish_rules.add_argument("--artifact", help="artifact folder to validate against")
 
+    db = commands.add_parser("db", help="the records database")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations not applied yet")
+    db_upgrade.add_argument("--database-url", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+                            help="SQLAlchemy URL (default: $TRUSTREC_DATABASE_URL, else ./trustrec.db)")
+    db_upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+
     demo = commands.add_parser("demo", help="synthetic storefront -> train -> publish -> serve, "
                                             "with demo keys and curl examples")
     demo.add_argument("--no-serve", dest="serve", action="store_false",

@@ -191,3 +191,20 @@ def purge(args: argparse.Namespace) -> int:
     print(f"purged records older than {args.days} days: "
           + ", ".join(f"{table} {count}" for table, count in removed.items()))
     return 0
+
+
+def db(args: argparse.Namespace) -> int:
+    """`db upgrade`: bring the records database to the newest schema (Alembic migrations)."""
+    from alembic.util import CommandError
+
+    from serving.records.database import make_engine, upgrade
+
+    engine = make_engine(args.database_url)
+    try:
+        revision = upgrade(engine, args.revision)
+    except CommandError as exc:
+        raise TrustRecError(f"cannot upgrade to {args.revision!r}: {exc}") from None
+    finally:
+        engine.dispose()
+    print(f"database at revision {revision}")
+    return 0

@@ -1,7 +1,10 @@
 """The SQL database that owns TrustRec's records (consent, the audit trail, posted interactions).
 
-A SQLite file by default, so a demo needs no server; PostgreSQL by URL (docs/architecture.md). Modules declare
-their tables on `metadata`; `create_schema` creates whatever is missing.
+A SQLite file by default, so a demo needs no server; PostgreSQL by URL (docs/architecture.md).
+Modules declare their tables on `metadata`; the schema is built and changed by Alembic migrations
+(serving/records/migrations/versions/), which `upgrade` (and `trustrec db upgrade`) applies. A
+database made before migrations existed (tables, no alembic_version) is adopted at the first
+revision, whose tables it already has, then upgraded.
 """
 
 from __future__ import annotations
@@ -93,8 +96,38 @@ def ping(engine: Engine) -> None:
         connection.execute(sa.text("SELECT 1"))
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet; harmless to call again."""
+MIGRATIONS = Path(__file__).with_name("migrations")
+BASELINE = "0001"  # the revision whose tables databases made before migrations already have
+_POSTGRES_LOCK = 7_356_301  # an advisory lock id: workers starting together upgrade one at a time
+
+
+def table_modules() -> None:
+    """Import every module that declares tables on `metadata`."""
     for module in TABLE_MODULES:
         importlib.import_module(module)
-    metadata.create_all(engine)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the database to `revision` (default: the newest); harmless to call again. Returns
+    the revision it is at."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    table_modules()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _POSTGRES_LOCK})
+        config.attributes["connection"] = connection
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is None and sa.inspect(connection).has_table("consent"):
+            command.stamp(config, BASELINE)
+        command.upgrade(config, revision)
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def create_schema(engine: Engine) -> None:
+    """The newest schema (`upgrade` to head): what the app and the commands call."""
+    upgrade(engine)
