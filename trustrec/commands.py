@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from recommender.artifacts import save_artifact
@@ -41,11 +40,22 @@ def _budget(params: dict, name: str, budget: float | None) -> dict:
     return params | {"time_budget": budget}
 
 
+def _settings():
+    """The service's settings (serving.config) as a tool reads them: values, without the checks
+    only serving needs."""
+    from serving.config import load as load_settings
+
+    return load_settings(serving=False)
+
+
 def train(args: argparse.Namespace) -> int:
     params = _budget(parse_params(args.param), args.model, args.time_budget)
     make_model(args.model, **params)  # refuse an unknown name or parameter before any work
+    settings = _settings()
     dataset, consent_counts = as_records_allow(
-        _load(args), args.consent_db, args.regime, recorded_interactions=args.recorded_interactions)
+        _load(args), args.consent_db or settings.database_url,
+        args.regime or settings.consent_regime, recorded_interactions=args.recorded_interactions,
+        secret=settings.secret_key)
     print(f"consent kept out of training: {consent_counts}")
     run = train_and_evaluate(dataset, args.model, params, seed=args.seed,
                              levels=consent_levels(args.model), report=print)
@@ -103,11 +113,11 @@ def publish(args: argparse.Namespace) -> int:
     from serving.publish import publish as publish_artifact
 
     client = connect(args.redis)
+    prefix = args.prefix or _settings().redis_prefix
     if args.grace_seconds < 0:
         raise TrustRecError("--grace-seconds must be at least 0")
-    version = publish_artifact(args.artifact, client, args.prefix,
-                               grace_seconds=args.grace_seconds)
-    print(f"published {version}: it is now current under {args.prefix!r}")
+    version = publish_artifact(args.artifact, client, prefix, grace_seconds=args.grace_seconds)
+    print(f"published {version}: it is now current under {prefix!r}")
     return 0
 
 
@@ -119,11 +129,12 @@ def serve(args: argparse.Namespace) -> int:
     from serving.app import create_app
     from serving.auth import hash_key, new_key
 
-    if os.environ.get("TRUSTREC_ENV", "").lower() == "production":
+    settings = _settings()
+    if settings.production:
         raise TrustRecError(f"`trustrec serve` is the development server; in production run: "
                             f"{GUNICORN} (workers and bind: TRUSTREC_WORKERS, TRUSTREC_BIND)")
     config = {}
-    if not os.environ.get("TRUSTREC_API_KEYS"):
+    if not settings.api_keys:
         # a development server nobody can call is of no use; keys made up here die with it
         storefront, admin = new_key(), new_key()
         config["TRUSTREC_API_KEYS"] = f"storefront:{hash_key(storefront)},admin:{hash_key(admin)}"
@@ -183,12 +194,14 @@ def purge(args: argparse.Namespace) -> int:
     from serving.records.audit import purge as purge_records
     from serving.records.database import create_schema, make_engine
 
-    if args.days < 1:
+    settings = _settings()
+    days = args.days if args.days is not None else settings.audit_retention_days
+    if days < 1:
         raise TrustRecError("--days must be at least 1")
-    engine = make_engine(args.database_url)
+    engine = make_engine(args.database_url or settings.database_url)
     create_schema(engine)
-    removed = purge_records(engine, args.days)
-    print(f"purged records older than {args.days} days: "
+    removed = purge_records(engine, days)
+    print(f"purged records older than {days} days: "
           + ", ".join(f"{table} {count}" for table, count in removed.items()))
     return 0
 
@@ -199,7 +212,7 @@ def db(args: argparse.Namespace) -> int:
 
     from serving.records.database import make_engine, upgrade
 
-    engine = make_engine(args.database_url)
+    engine = make_engine(args.database_url or _settings().database_url)
     try:
         revision = upgrade(engine, args.revision)
     except CommandError as exc:

@@ -96,8 +96,11 @@ def save_model(
     attributes and erased customers are left out, and with `recorded_interactions` the
     interactions posted to the API are added; without it, every customer is under the default
     consent of `regime`. Give it for a model you will publish."""
+    from serving.config import load as load_settings
+
     dataset, kept_out = as_records_allow(dataset, consent_db, regime,
-                                         recorded_interactions=recorded_interactions)
+                                         recorded_interactions=recorded_interactions,
+                                         secret=load_settings(serving=False).secret_key)
     served = fit_served_model(dataset, run)
     return save_artifact(build_artifact(dataset, run, served, kept_out), folder)
 

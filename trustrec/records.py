@@ -4,7 +4,6 @@ save_model use it, so a model meant for serving is trained on the same data eith
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from recommender.data import Dataset
@@ -13,9 +12,11 @@ from recommender.errors import TrustRecError
 
 def as_records_allow(
     dataset: Dataset, url: str | None, regime: str = "opt_out", *, recorded_interactions: bool = False,
+    secret: str | None = None,
 ) -> tuple[Dataset, dict]:
     """(the data training may use, counts of what was kept out). Without `url`, every customer
-    is under the default consent of `regime`."""
+    is under the default consent of `regime`. `secret` is the serving secret
+    (TRUSTREC_SECRET_KEY), which recognises erased customers."""
     from recommender.consent import default_consent, training_data
 
     if not url:
@@ -31,7 +32,7 @@ def as_records_allow(
         create_schema(engine)
         if recorded_interactions:
             dataset = _with_recorded(dataset, engine)
-        dataset, erased = _without_erased(dataset, engine)
+        dataset, erased = _without_erased(dataset, engine, secret)
         store = ConsentStore(engine, dataset.taxonomy, regime)
         view, counts = training_data(dataset, store.consents(), store.default)
     finally:
@@ -55,7 +56,7 @@ def _with_recorded(dataset: Dataset, engine) -> Dataset:
     return dataset.with_interactions(combined.sort_values("timestamp", kind="stable"))
 
 
-def _without_erased(dataset, engine):
+def _without_erased(dataset, engine, secret: str | None):
     """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
     made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
     from serving.records.audit import erased_ids, is_erased
@@ -63,7 +64,6 @@ def _without_erased(dataset, engine):
     hashes = erased_ids(engine)
     if not hashes:
         return dataset, 0
-    secret = os.environ.get("TRUSTREC_SECRET_KEY")
     if not secret:
         raise TrustRecError(
             f"{len(hashes)} erased customers are recorded: set TRUSTREC_SECRET_KEY (the serving "

@@ -341,7 +341,7 @@ def erase(customer_id: str):
     consent_rows = services.consents.delete(customer_id)
     redis_keys = services.store.delete_customer(customer_id)
     receipt_id, digest, counts = erase_records(
-        services.engine, customer_id, services.settings.secret_key, now,
+        services.engine, customer_id, services.secret, now,
         {"consent_rows": consent_rows, "redis_keys": redis_keys})
     return jsonify({
         "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),

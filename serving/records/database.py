@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +34,10 @@ _WRITE = "trustrec_write"  # execution option marking a transaction that will wr
 
 
 def default_url() -> str:
-    """$TRUSTREC_DATABASE_URL, else a SQLite file ./trustrec.db."""
-    return os.environ.get(URL_ENV) or f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+    """The settings' database (TRUSTREC_DATABASE_URL), else a SQLite file ./trustrec.db."""
+    from serving.config import load
+
+    return load(serving=False).database_url or f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
 
 
 def make_engine(url: str | None = None) -> Engine:
