@@ -4,7 +4,6 @@ file changes, a bad file refused while the previous rules stay; and the `trustre
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -67,8 +66,8 @@ def audit_payload(app, request_id: str) -> dict:
     services.audit.flush()
     with services.engine.connect() as connection:
         row = connection.execute(
-            sa.select(served_table.c.payload).where(served_table.c.request_id == request_id)).one()
-    return json.loads(row.payload)
+            sa.select(served_table).where(served_table.c.request_id == request_id)).one()
+    return dict(row._mapping)
 
 
 def test_rules_are_applied_after_ranking_and_shown_as_a_promoted_offer(ruled):

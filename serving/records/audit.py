@@ -60,9 +60,13 @@ served_table = sa.Table(
     sa.Column("categories_used", sa.Text, nullable=False),  # JSON list
     sa.Column("n_offers", sa.Integer, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=True),  # from request start to the hook
-    # JSON: actor, consent, offers, params, reasons, rules_version, rule_changes (in the payload
-    # rather than columns of their own, so databases created before them need no migration)
-    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(32), nullable=False),  # storefront, admin or customer
+    sa.Column("consent", sa.JSON, nullable=False),  # the consent applied: allowed, level
+    sa.Column("offers", sa.JSON, nullable=False),  # [[offer_id, score], ...] as served
+    sa.Column("params", sa.JSON, nullable=False),  # the request's parameters
+    sa.Column("reasons", sa.JSON, nullable=False),  # offer id -> the criteria shown
+    sa.Column("rules_version", sa.String(128), nullable=True),  # business rules in force
+    sa.Column("rule_changes", sa.JSON, nullable=False),  # what the rules changed, per offer
 )
 
 feedback_table = sa.Table(
@@ -120,33 +124,31 @@ def row_from(record: ServedRecord, latency_ms: float | None) -> dict:
         "categories_used": json.dumps(list(record.categories_used)),
         "n_offers": len(record.offers),
         "latency_ms": latency_ms,
-        "payload": json.dumps({
-            "actor": record.actor, "consent": record.consent,
-            "offers": [[offer, score] for offer, score in record.offers],
-            "params": record.params,
-            "reasons": record.reasons,
-            "rules_version": record.rules_version,
-            "rule_changes": record.rule_changes,
-        }, default=str),
+        "actor": record.actor,
+        "consent": record.consent,
+        "offers": [[offer, score] for offer, score in record.offers],
+        "params": record.params,
+        "reasons": record.reasons,
+        "rules_version": record.rules_version,
+        "rule_changes": record.rule_changes or [],
     }
 
 
 def record_dict(row) -> dict:
     """A served_responses row as the API shows it."""
-    payload = json.loads(row.payload)
     return {
         "request_id": row.request_id,
         "served_at": utc(row.served_at).isoformat(),
         "endpoint": row.endpoint,
         "model_version": row.model_version,
         "personalization": row.personalization,
-        "consent": payload.get("consent"),
+        "consent": row.consent,
         "consent_source": row.consent_source,
         "categories_used": json.loads(row.categories_used),
-        "offers": [{"offer_id": o, "score": s} for o, s in payload.get("offers", [])],
-        "reasons": payload.get("reasons") or {},
-        "rules_version": payload.get("rules_version"),
-        "rule_changes": payload.get("rule_changes") or [],
+        "offers": [{"offer_id": o, "score": s} for o, s in row.offers],
+        "reasons": row.reasons or {},
+        "rules_version": row.rules_version,
+        "rule_changes": row.rule_changes or [],
         "latency_ms": row.latency_ms,
     }
 
@@ -329,17 +331,14 @@ def served_record(engine: Engine, request_id: str, writer: AuditWriter | None = 
     if writer is not None:
         row = writer.pending(request_id)
         if row is not None:
-            payload = json.loads(row["payload"])
-            return {"customer_id": row["customer_id"],
-                    "offers": [o for o, _ in payload["offers"]]}
-    query = sa.select(served_table.c.customer_id, served_table.c.payload).where(
+            return {"customer_id": row["customer_id"], "offers": [o for o, _ in row["offers"]]}
+    query = sa.select(served_table.c.customer_id, served_table.c.offers).where(
         served_table.c.request_id == request_id)
     with engine.connect() as connection:
         found = connection.execute(query).first()
     if found is None:
         return None
-    return {"customer_id": found.customer_id,
-            "offers": [o for o, _ in json.loads(found.payload)["offers"]]}
+    return {"customer_id": found.customer_id, "offers": [o for o, _ in found.offers]}
 
 
 def customer_records(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +45,10 @@ def make_engine(url: str | None = None) -> Engine:
     """An engine for `url` (None: `default_url()`), set up for safe concurrent writers."""
     parsed = sa.make_url(url or default_url())
     # hide_parameters: error messages end up in logs, and parameters carry customer data.
+    # JSON columns hold what a served response carried; a value JSON cannot encode is kept as text
+    json_options = {"json_serializer": _to_json}
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, hide_parameters=True)
+        engine = sa.create_engine(parsed, hide_parameters=True, **json_options)
         _configure_sqlite(engine)
         return engine
     if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
@@ -57,8 +60,12 @@ def make_engine(url: str | None = None) -> Engine:
         # An unreachable server must fail fast: requests fall back to non-personalized offers.
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
     return sa.create_engine(
-        parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
+        parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **json_options
     )
+
+
+def _to_json(value: object) -> str:
+    return json.dumps(value, default=str)
 
 
 def _configure_sqlite(engine: Engine) -> None:
