@@ -10,7 +10,7 @@ plain-language criteria, and population views for marketers.
 Names load on first use: serving needs criteria, not shap's plotting or implicit.
 """
 
-from importlib import import_module
+from recommender.lazy import lazy_exports
 
 _WHERE = {
     "Attribution": "attributions", "attribute": "attributions", "base_values": "attributions",
@@ -21,10 +21,4 @@ _WHERE = {
     "population_explanations": "population",
     "explain_als": "als",
 }
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'explain' has no attribute {name!r}")
-    return getattr(import_module(f"explain.{_WHERE[name]}"), name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _WHERE)

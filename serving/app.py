@@ -29,7 +29,6 @@ from recommender.taxonomy import Taxonomy
 from serving import config as configuration
 from serving import errors
 from serving.api import register_blueprints
-from serving.audit import OnServed, ServedRecord
 from serving.auth import Authenticator
 from serving.consent_cache import ConsentCache
 from serving.metrics import Metrics
@@ -40,6 +39,7 @@ from serving.records.audit import AuditWriter
 from serving.records.consent import ConsentStore
 from serving.records.database import create_schema, make_engine
 from serving.redis_store import ModelCache, RedisModelStore
+from serving.served import OnServed, ServedRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The service's settings: one object (pydantic-settings) that the app, the command line and
 gunicorn read. Each setting comes from its environment variable, or from the mapping given to
 create_app (tests, the demo), which wins; objects (TRUSTREC_REDIS_CLIENT, a redis.Redis;
-TRUSTREC_ON_SERVED, the audit hook, see serving.audit) can be given in the mapping only.
+TRUSTREC_ON_SERVED, the audit hook, see serving.served) can be given in the mapping only.
 
     python -m serving.config      prints the table of settings (docs/operations.md holds it)
 """

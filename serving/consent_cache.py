@@ -61,11 +61,8 @@ class ConsentCache:
         consent = _decode(cached)
         if consent is not None:
             return Decision(consent, "cache")
-        try:
-            consent = self.store.get(customer_id)
-        except Exception as exc:  # fail closed, whatever went wrong
-            log.warning("consent of customer %r unreadable, serving non-personalized offers: %s",
-                        customer_id, exc)
+        consent = self.store.read(customer_id)
+        if consent is None:  # failed closed (the store logged why): nothing to cache
             return Decision(NO_PERSONAL_DATA, "unavailable")
         try:
             value = json.dumps(consent.to_dict(), separators=(",", ":"))

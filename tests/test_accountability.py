@@ -18,7 +18,6 @@ import test_api
 from test_api import CUSTOMER, OTHER, bearer, key, offers, put_consent, small_artifact, token_for
 
 from serving.api.accountability import compute_stats
-from serving.audit import ServedRecord
 from serving.records.audit import (
     AuditWriter,
     cases_table,
@@ -31,6 +30,7 @@ from serving.records.audit import (
     subject_hash,
 )
 from serving.records.database import create_schema, make_engine, metadata
+from serving.served import ServedRecord
 from trustrec import cli
 
 make_app, app, client = test_api.make_app, test_api.app, test_api.client  # the same fixtures

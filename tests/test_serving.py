@@ -125,7 +125,7 @@ class _Frozen:
     def __init__(self, consent: Consent) -> None:
         self.consent = consent
 
-    def get(self, customer_id: str) -> Consent:
+    def read(self, customer_id: str) -> Consent:
         return self.consent
 
 

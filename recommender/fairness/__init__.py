@@ -10,8 +10,7 @@ fairlearn and matplotlib would add about a second to every worker's start.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from recommender.lazy import lazy_exports
 
 _MODULES = {
     "audit": (
@@ -23,19 +22,5 @@ _MODULES = {
     "rerank": ("CalibratedReranker", "calibrated_rerank", "reranked_scorer"),
     "unawareness": ("UnawarenessComparison", "compare_unawareness"),
 }
-_HOME = {name: module for module, names in _MODULES.items() for name in names}
-
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, {name: module for module, names in _MODULES.items() for name in names})

@@ -11,22 +11,14 @@ and metrics.
 
 from __future__ import annotations
 
-from typing import Any
-
+from recommender.lazy import lazy_exports
 from recommender.rules.engine import CHANGES, N_CANDIDATES, CompiledRules, RuleChange, RulesOutcome
 from recommender.rules.source import RulesFile, publish_rules
 from recommender.rules.spec import BusinessRules, load_rules, parse_rules
 
+# preview trains models: imported on first use, so serving never loads LightFM for it
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {"preview": "impact", "RulesPreview": "impact"})
 __all__ = [
     "CHANGES", "N_CANDIDATES", "BusinessRules", "CompiledRules", "RuleChange", "RulesFile",
-    "RulesOutcome", "RulesPreview", "load_rules", "parse_rules", "preview", "publish_rules",
+    "RulesOutcome", "load_rules", "parse_rules", "publish_rules", *_lazy,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # preview trains models: imported on first use, so serving never loads LightFM for it
-    if name in ("preview", "RulesPreview"):
-        from recommender.rules import impact as module
-
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

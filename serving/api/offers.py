@@ -7,10 +7,10 @@ import time
 from flask import Blueprint, current_app, g, jsonify
 
 from serving.api import params
-from serving.audit import ServedRecord
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
 from serving.errors import bad_parameter
 from serving.recommend import OffersQuery, Result
+from serving.served import ServedRecord
 
 bp = Blueprint("offers", __name__, url_prefix="/v1/customers/<customer_id>")
 

@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from serving.audit import ServedRecord
 from serving.records.consent import MAX_ID_LENGTH
 from serving.records.database import begin_write, metadata
+from serving.served import ServedRecord
 
 log = logging.getLogger(__name__)
 

@@ -163,6 +163,12 @@ class ConsentStore:
 
     def decide(self, customer_id: str) -> Consent:
         """`get`, failing closed: any error means no personal data. Never raises."""
+        found = self.read(customer_id)
+        return NO_PERSONAL_DATA if found is None else found
+
+    def read(self, customer_id: str) -> Consent | None:
+        """`get`, or None (logged) when the record cannot be read, whatever the reason: the one
+        place that decides what failing closed means. Never raises."""
         try:
             return self.get(customer_id)
         except Exception as exc:  # anything at all: personalizing on a guess is the one bad outcome
@@ -170,7 +176,7 @@ class ConsentStore:
                 "consent of customer %r unreadable, serving non-personalized offers: %s",
                 customer_id, exc,
             )
-            return NO_PERSONAL_DATA
+            return None
 
     def history(self, customer_id: str) -> list[dict]:
         """Every change, oldest first: version, changed_at (ISO 8601), actor, source, old, new."""

@@ -1,6 +1,6 @@
-"""The one point where the audit trail plugs in: every offers and "why" response is handed to
-`on_served` as a ServedRecord before it is sent (docs/architecture.md: a record of what was served, why, and
-with which model).
+"""What a served response leaves behind, and the one point where the audit trail plugs in: every
+offers and "why" response is handed to `on_served` as a ServedRecord before it is sent
+(docs/architecture.md: a record of what was served, why, and with which model).
 
 create_app installs serving.records.audit.AuditWriter, which records every response in the database
 (off the request path, through a bounded queue); a hook given as TRUSTREC_ON_SERVED in create_app's
