@@ -9,9 +9,10 @@
 
     B = w_ease B_ease + w_knn S_knn, kept as a low-rank pair B ~ E Q^T
 
-B_ease is EASE's item-item matrix (left out for catalogs too large to invert), S_knn item-kNN's
-BM25 similarity (recommender.models.item_item); lift and attr_lift are segment affinities
+B_ease is EASE's item-item matrix (recommender.models.item_item; left out for catalogs too large
+to invert), S_knn implicit's item-kNN BM25 similarity; lift and attr_lift are segment affinities
 (recommender.models.segments).
+
 Every term is an inner product of a customer side built from one category's features with an offer
 side, so the whole score is one LightFM-like feature model: each feature ("history:<offer>",
 "customer:<id>", "age_band=25-34") has an embedding, a customer's partial vector in a category is
