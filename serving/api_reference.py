@@ -57,10 +57,10 @@ def _operation(method: str, path: str, operation: dict) -> str:
         content = response.get("content", {}).get("application/json", {})
         body_type = _type(content["schema"]) if "schema" in content else "-"
         lines.append(f"| {status} | {body_type} | {_cell(response.get('description', ''))} |")
-    security = operation.get("security")
-    if security is not None:
-        lines.append("\nCredentials: " + (", ".join(sorted({k for s in security for k in s}))
-                                          or "none (public)") + ".")
+    roles = operation.get("x-roles", [])
+    lines.append("\nWho may call it: " + (", ".join(
+        "a customer token (its own customer)" if r == "customer" else f"{r} API key"
+        for r in roles) or "anyone (public)") + ".")
     return "\n".join(lines) + "\n"
 
 

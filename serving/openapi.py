@@ -10,6 +10,7 @@ from typing import Any
 
 from recommender.consent import LEVELS
 from serving.api.interactions import KINDS
+from serving.config import Settings
 from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS
 
 VERSION = "1.0.0"
@@ -52,6 +53,8 @@ def _errors(*statuses: int) -> dict:
 _AUTHENTICATED = [{"apiKey": []}, {"bearer": []}]
 _STOREFRONT_ONLY = "Storefront or admin API key; a customer token gets 403."
 _OWN_CUSTOMER = "Storefront or admin API key, or a customer token for this customer only."
+_STOREFRONT_ROLES = ("storefront", "admin")
+_OWN_CUSTOMER_ROLES = ("storefront", "admin", "customer")
 
 _nullable_string = {"type": ["string", "null"]}
 
@@ -481,8 +484,10 @@ SCHEMAS: dict[str, Any] = {
 
 _OFFERS_PARAMETERS = [
     _CUSTOMER,
-    {"name": "k", "in": "query", "description": "How many offers (at most TRUSTREC_MAX_K).",
-     "schema": {"type": "integer", "minimum": 1, "default": 10}},
+    {"name": "k", "in": "query", "description": "How many offers (at most TRUSTREC_MAX_K, "
+     "whose default this maximum is).",
+     "schema": {"type": "integer", "minimum": 1, "maximum": Settings.model_fields["max_k"].default,
+                "default": 10}},
     {"name": "explain", "in": "query", "description": "Include each offer's top criteria.",
      "schema": {"type": "boolean", "default": True}},
     {"name": "exclude", "in": "query", "description": "Offer ids to leave out, comma separated.",
@@ -504,8 +509,12 @@ _OFFERS_PARAMETERS = [
 
 
 def _op(summary: str, responses: dict, *, security: str | None = None, parameters=(),
-        body: dict | None = None, tag: str = "offers", description: str | None = None) -> dict:
-    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+        body: dict | None = None, tag: str = "offers", description: str | None = None,
+        roles: tuple[str, ...] = ()) -> dict:
+    """roles: who may call it (storefront, admin, customer: a customer token for its own
+    customer), as x-roles; tests/test_api_openapi.py holds it against each view's decorator."""
+    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses,
+                                 "x-roles": sorted(roles)}
     if description or security:
         operation["description"] = " ".join(p for p in (description, security) if p)
     if parameters:
@@ -521,7 +530,7 @@ PATHS: dict[str, Any] = {
         "Ranked offers with their top criteria", {
             "200": _json(_ref("Offers"), "Offers, best first"),
             **_errors(400, 401, 403, 503)},
-        security=_OWN_CUSTOMER, parameters=_OFFERS_PARAMETERS,
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=_OFFERS_PARAMETERS,
         description="Offers under the customer's consent. A customer the model does not know "
                     "gets popular offers (personalization none), or offers for the attributes "
                     "passed as attr.NAME. When business rules are in force (TRUSTREC_RULES), "
@@ -533,16 +542,16 @@ PATHS: dict[str, Any] = {
             "200": _json(_ref("Why"), "Base value, every category's contribution, criteria "
                                       "with past offers, categories not used and why"),
             **_errors(400, 401, 403, 404, 503)},
-        security=_OWN_CUSTOMER, parameters=[_CUSTOMER, _OFFER, _ATTRIBUTES])},
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER, _OFFER, _ATTRIBUTES])},
     "/v1/customers/{customer_id}/consent": {
         "get": _op("The customer's consent", {
             "200": _json(_ref("Consent"), "Current consent (the default when no record)"),
             **_errors(400, 401, 403, 503)},
-            security=_OWN_CUSTOMER, parameters=[_CUSTOMER], tag="consent"),
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER], tag="consent"),
         "put": _op("Change the customer's consent", {
             "200": _json(_ref("Consent"), "The consent now in force (from the next request on)"),
             **_errors(400, 401, 403, 409, 413, 415, 503)},
-            security=_OWN_CUSTOMER, parameters=[_CUSTOMER], tag="consent",
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER], tag="consent",
             body={"required": True,
                   "content": {"application/json": {"schema": _ref("ConsentUpdate")}}}),
     },
@@ -550,26 +559,26 @@ PATHS: dict[str, Any] = {
         "Every change of the customer's consent", {
             "200": _json(_ref("ConsentHistory"), "Oldest first"),
             **_errors(400, 401, 403, 503)},
-        security=_OWN_CUSTOMER, parameters=[_CUSTOMER], tag="consent")},
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER], tag="consent")},
     "/v1/customers/{customer_id}/interactions": {"post": _op(
         "Record a purchase, click or rating", {
             "201": _json(_ref("InteractionRecorded"), "Recorded: the next request uses it"),
             "200": _json(_ref("InteractionRecorded"), "A retry of an event_id already recorded"),
             **_errors(400, 401, 403, 409, 413, 415, 503)},
-        security=_STOREFRONT_ONLY, parameters=[_CUSTOMER], tag="interactions",
+        security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, parameters=[_CUSTOMER], tag="interactions",
         body={"required": True, "content": {"application/json": {"schema": _ref("Interaction")}}})},
     "/v1/customers/{customer_id}/token": {"post": _op(
         "Issue a customer token", {
             "201": _json(_ref("Token"), "A signed token for this customer only"),
             **_errors(400, 401, 403, 413, 415)},
-        security=_STOREFRONT_ONLY, parameters=[_CUSTOMER], tag="auth",
+        security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, parameters=[_CUSTOMER], tag="auth",
         body={"required": False,
               "content": {"application/json": {"schema": _ref("TokenRequest")}}})},
     "/v1/customers/{customer_id}/data-usage": {"get": _op(
         "What of the customer's data was used, when, by which model", {
             "200": _json(_ref("DataUsage"), "A plain-language summary and the audit records"),
             **_errors(400, 401, 403, 503)},
-        security=_OWN_CUSTOMER, tag="accountability", parameters=[
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, tag="accountability", parameters=[
             _CUSTOMER,
             {"name": "since", "in": "query", "schema": {"type": "string"}, "description":
              "Start (unix seconds or ISO 8601 with a zone); default: the retention period."},
@@ -583,6 +592,7 @@ PATHS: dict[str, Any] = {
             "200": _json(_ref("ErasureReceipt"), "Erased; the receipt says what was removed"),
             **_errors(400, 401, 403, 503)},
         security="Admin API key, or a customer token for this customer only.",
+        roles=("admin", "customer"),
         parameters=[_CUSTOMER], tag="accountability",
         description="Removes consent, interactions, stored vectors and audit records; keeps an "
                     "anonymous tombstone; the next training run excludes the customer.")},
@@ -591,12 +601,13 @@ PATHS: dict[str, Any] = {
             "201": _json(_ref("FeedbackRecorded"), "Recorded"),
             **_errors(400, 401, 403, 404, 413, 415, 503)},
         security=_OWN_CUSTOMER.replace("this customer", "the customer of the request"),
+        roles=_OWN_CUSTOMER_ROLES,
         tag="accountability",
         body={"required": True, "content": {"application/json": {"schema": _ref("Feedback")}}})},
     "/v1/admin/cases": {"get": _op(
         "Cases opened by reports and requests to talk to a person", {
             "200": _json(_ref("Cases"), "Oldest first"), **_errors(400, 401, 403, 503)},
-        security="Admin API key only.", tag="accountability", parameters=[
+        security="Admin API key only.", roles=("admin",), tag="accountability", parameters=[
             {"name": "status", "in": "query", "schema": {"enum": list(CASE_STATUSES)}},
             {"name": "limit", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
@@ -605,7 +616,7 @@ PATHS: dict[str, Any] = {
         "Change a case's status", {
             "200": _json(_ref("CaseUpdated"), "The case now"),
             **_errors(400, 401, 403, 404, 413, 415, 503)},
-        security="Admin API key only.", tag="accountability",
+        security="Admin API key only.", roles=("admin",), tag="accountability",
         parameters=[{"name": "case_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}],
         body={"required": True, "content": {"application/json": {"schema": _ref("CaseUpdate")}}})},

@@ -33,6 +33,47 @@ def test_every_route_is_documented_and_nothing_else(app):
     assert routes == documented
 
 
+def _views(app):
+    """((documented path, method), view function, rule) of every API route."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.partition(".")[0] in _NOT_API:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods - _IGNORED_METHODS:
+            yield (path, method.lower()), app.view_functions[rule.endpoint], rule
+
+
+def test_documented_roles_are_the_ones_each_view_enforces(app):
+    for (path, method), view, _ in _views(app):
+        documented = SPEC["paths"][path][method]["x-roles"]
+        if hasattr(view, "required_roles"):  # serving.auth.require
+            enforced = {*view.required_roles, *(("customer",) if view.own_customer else ())}
+            assert documented == sorted(enforced), (path, method)
+        # with roles, the document asks for credentials; without, it is public
+        assert bool(SPEC["paths"][path][method]["security"]) == bool(documented), (path, method)
+
+
+def test_documented_path_parameters_are_the_routes(app):
+    for (path, method), _, rule in _views(app):
+        parameters = SPEC["paths"][path][method].get("parameters", [])
+        documented = {p["name"] for p in parameters if p["in"] == "path"}
+        assert documented == set(rule.arguments), (path, method)
+        assert all(p["required"] for p in parameters if p["in"] == "path")
+
+
+def test_the_document_states_the_bounds_the_server_enforces(client):
+    from serving.config import Settings
+
+    offers = SPEC["paths"]["/v1/customers/{customer_id}/offers"]["get"]["parameters"]
+    k = next(p for p in offers if p["name"] == "k")["schema"]
+    assert k["maximum"] == Settings.model_fields["max_k"].default
+    headers = key("storefront")
+    assert client.get(f"/v1/customers/{CUSTOMER}/offers?k={k['maximum']}", headers=headers
+                      ).status_code == 200
+    too_many = client.get(f"/v1/customers/{CUSTOMER}/offers?k={k['maximum'] + 1}", headers=headers)
+    assert too_many.status_code == 400 and too_many.get_json()["error"]["field"] == "k"
+
+
 def test_the_document_is_served(client):
     response = client.get("/v1/openapi.json")
     assert response.status_code == 200 and response.get_json() == SPEC
