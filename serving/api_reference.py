@@ -95,7 +95,7 @@ def _type(schema: dict) -> str:
     if kind == "array":
         return f"array of {_type(schema.get('items', {}))}"
     bounds = [f"{label} {schema[key]}" for key, label in (
-        ("minimum", ">="), ("maximum", "<="), ("minLength", "length >="),
+        ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("minLength", "length >="),
         ("maxLength", "length <="), ("maxItems", "items <=")) if key in schema]
     return kind + (f" ({', '.join(bounds)})" if bounds else "")
 

@@ -58,11 +58,6 @@ class Principal:
     actor: str
     customer_id: str | None = None  # for customer tokens: the one customer it may act for
 
-    @property
-    def source(self) -> str:
-        """The ConsentStore source of changes made by this caller."""
-        return self.role
-
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()

@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 document of the API, in one place (served at /v1/openapi.json).
+"""The OpenAPI 3.1 document of the API, in one place (served at /v1/openapi.json): the paths,
+parameters and roles are written here; the bodies' schemas are generated from the pydantic models
+the views validate with (serving.schemas).
 
 tests/test_api_openapi.py holds it to the app: every Flask route is documented with its methods
 and nothing else is, the document validates, and real responses validate against its schemas.
@@ -8,16 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from recommender.consent import LEVELS
-from serving.api.interactions import KINDS
+from pydantic.json_schema import models_json_schema
+
+from serving.api.params import DEFAULT_LIMIT, MAX_LIMIT
+from serving.auth import ADMIN, CUSTOMER, STOREFRONT
 from serving.config import Settings
-from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS
+from serving.records.audit import CASE_STATUSES
+from serving.records.consent import MAX_ID_LENGTH
+from serving.schemas import requests, responses
+from serving.schemas.requests import PRINTABLE
 
 VERSION = "1.0.0"
 
 _CUSTOMER = {"name": "customer_id", "in": "path", "required": True,
              "description": "The storefront's customer id (1 to 128 characters).",
-             "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                        "pattern": PRINTABLE}}
 _OFFER = {"name": "offer_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _ATTRIBUTES = {
     "name": "attr.NAME", "in": "query", "required": False,
@@ -53,434 +61,28 @@ def _errors(*statuses: int) -> dict:
 _AUTHENTICATED = [{"apiKey": []}, {"bearer": []}]
 _STOREFRONT_ONLY = "Storefront or admin API key; a customer token gets 403."
 _OWN_CUSTOMER = "Storefront or admin API key, or a customer token for this customer only."
-_STOREFRONT_ROLES = ("storefront", "admin")
-_OWN_CUSTOMER_ROLES = ("storefront", "admin", "customer")
+_STOREFRONT_ROLES = (STOREFRONT, ADMIN)
+_OWN_CUSTOMER_ROLES = (STOREFRONT, ADMIN, CUSTOMER)
 
-_nullable_string = {"type": ["string", "null"]}
+def _untitled(schema: Any) -> Any:
+    """pydantic titles every schema after its class or field name: noise in a reference."""
+    if isinstance(schema, dict):
+        return {key: _untitled(value) for key, value in schema.items()
+                if not (key == "title" and isinstance(value, str))}
+    if isinstance(schema, list):
+        return [_untitled(value) for value in schema]
+    return schema
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object", "required": ["error"], "additionalProperties": False,
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message", "field"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string", "examples": ["bad_parameter"]},
-                "message": {"type": "string"},
-                "field": {**_nullable_string,
-                          "description": "The parameter, body field or header at fault."},
-            },
-        }},
-    },
-    "CompactCriterion": {
-        "type": "object", "required": ["category", "text", "share", "direction"],
-        "properties": {
-            "category": {"type": "string", "description": "A data category, popularity, or "
-                         "business_rule (a rule of the shop moved the offer: not part of the "
-                         "model's score, so its share is 0)."},
-            "text": {"type": "string"},
-            "share": {"type": "number", "minimum": 0, "maximum": 1},
-            "direction": {"enum": ["positive", "negative", "neutral"]},
-        },
-    },
-    "Criterion": {
-        "type": "object", "required": ["category", "text", "contribution", "share", "direction",
-                                       "data"],
-        "properties": {
-            "category": {"type": "string"}, "text": {"type": "string"},
-            "contribution": {"type": "number",
-                             "description": "Exact SHAP value, relative to the catalog mean."},
-            "share": {"type": "number", "minimum": 0, "maximum": 1},
-            "direction": {"enum": ["positive", "negative", "neutral"]},
-            "data": {"type": "object", "description": "The data behind it: attribute values, "
-                                                      "or past offers with their contributions."},
-            "note": {"type": "string"},
-        },
-    },
-    "NotUsed": {
-        "type": "object", "required": ["category", "name", "reason", "text"],
-        "properties": {
-            "category": {"type": "string"}, "name": {"type": "string"},
-            "reason": {"enum": ["consent", "level", "no_data", "not_in_model"]},
-            "text": {"type": "string"},
-        },
-    },
-    "AppliedConsent": {
-        "type": "object", "required": ["level", "allowed", "available"],
-        "properties": {
-            "level": {"enum": list(LEVELS)},
-            "allowed": {"type": "array", "items": {"type": "string"}},
-            "available": {"type": "boolean", "description": "False: the consent record could "
-                          "not be read, and no personal data was used."},
-        },
-    },
-    "Disclosure": {
-        "type": "object", "required": ["text", "policy", "automated"],
-        "properties": {"text": {"type": "string"}, "policy": {"type": "string"},
-                       "automated": {"const": True}},
-    },
-    "Envelope": {
-        "type": "object",
-        "required": ["request_id", "customer_id", "model_version", "personalization", "consent",
-                     "categories_used", "categories_not_used", "disclosure", "links"],
-        "properties": {
-            "request_id": {"type": "string", "format": "uuid",
-                           "description": "Also in the X-Request-Id header; feedback and audit "
-                                          "refer to it."},
-            "customer_id": {"type": "string"},
-            "model_version": {"type": "string"},
-            "personalization": {"enum": list(LEVELS), "description":
-                                "The level applied: full (individual history used), segment "
-                                "(other personal data only) or none."},
-            "consent": _ref("AppliedConsent"),
-            "categories_used": {"type": "array", "items": {"type": "string"}},
-            "categories_not_used": {"type": "array", "items": _ref("NotUsed")},
-            "disclosure": _ref("Disclosure"),
-            "links": {"type": "object", "properties": {"consent": {"type": "string"},
-                                                       "policy": {"type": "string"}}},
-            "rules_version": {**_nullable_string, "description": "The version of the business "
-                              "rules applied after ranking (TRUSTREC_RULES); null: none."},
-        },
-    },
-    "RuleChange": {
-        "type": "object", "required": ["offer_id", "change", "rules", "rank_without_rules", "rank"],
-        "properties": {
-            "offer_id": {"type": "string"},
-            "change": {"enum": ["excluded", "boosted", "buried", "capped", "diversified",
-                                "displaced"]},
-            "rules": {"type": "array", "items": {"type": "string"},
-                      "description": "The rules responsible, as the rule file names them."},
-            "rank_without_rules": {"type": "integer", "minimum": 1},
-            "rank": {"type": ["integer", "null"], "minimum": 1,
-                     "description": "Rank served; null when the offer was left out."},
-        },
-    },
-    "Offer": {
-        "type": "object", "required": ["offer_id", "title", "score", "why"],
-        "properties": {
-            "offer_id": {"type": "string"}, "title": {"type": "string"},
-            "score": {"type": "number"},
-            "criteria": {"type": "array", "items": _ref("CompactCriterion"),
-                         "description": "The top criteria; absent with explain=false."},
-            "why": {"type": "string", "description": "Path of the full explanation."},
-            "business_rule": {
-                "type": "object", "required": ["change", "text"],
-                "description": "Present when a business rule of the shop moved this offer: "
-                               "boosted (\"Promoted offer\"), buried or diversified.",
-                "properties": {"change": {"enum": ["boosted", "buried", "diversified"]},
-                               "text": {"type": "string"}}},
-        },
-    },
-    "Offers": {"allOf": [_ref("Envelope"), {
-        "type": "object", "required": ["offers"],
-        "properties": {"offers": {"type": "array", "items": _ref("Offer")}},
-    }]},
-    "Why": {"allOf": [_ref("Envelope"), {
-        "type": "object",
-        "required": ["offer_id", "title", "score", "average_score", "criteria",
-                     "personal_data_used", "message", "attribution", "change_consent",
-                     "business_rules"],
-        "properties": {
-            "offer_id": {"type": "string"}, "title": {"type": "string"},
-            "score": {"type": "number"}, "average_score": {"type": "number"},
-            "criteria": {"type": "array", "items": _ref("Criterion")},
-            "personal_data_used": {"type": "boolean"},
-            "message": _nullable_string,
-            "attribution": {
-                "type": "object", "required": ["method", "base", "contributions"],
-                "properties": {
-                    "method": {"type": "string"},
-                    "base": {"type": "number", "description": "The average customer's score."},
-                    "contributions": {"type": "object",
-                                      "additionalProperties": {"type": "number"},
-                                      "description": "Every category's exact contribution; "
-                                                     "zero when not used."},
-                },
-            },
-            "change_consent": {"type": "object", "properties": {
-                "href": {"type": "string"}, "method": {"type": "string"},
-                "text": {"type": "string"}}},
-            "business_rules": {"type": "array", "description": "What the shop's business rules do "
-                               "to this offer in any list (empty: nothing).", "items": {
-                                   "type": "object", "required": ["change", "text"],
-                                   "properties": {
-                                       "change": {"enum": ["boosted", "buried", "excluded"]},
-                                       "text": {"type": "string"}}}},
-        },
-    }]},
-    "ConsentUpdate": {
-        "type": "object", "required": ["allowed", "level"], "additionalProperties": False,
-        "properties": {
-            "allowed": {"type": "array", "items": {"type": "string"},
-                        "description": "Data categories that may be used."},
-            "level": {"enum": list(LEVELS)},
-            "expected_version": {"type": "integer", "minimum": 0, "description":
-                                 "Apply only if the record is still at this version (0: no "
-                                 "record yet); otherwise 409."},
-        },
-    },
-    "Consent": {
-        "type": "object",
-        "required": ["request_id", "customer_id", "allowed", "level", "version", "updated_at",
-                     "default", "regime", "categories", "levels"],
-        "properties": {
-            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "allowed": {"type": "array", "items": {"type": "string"}},
-            "level": {"enum": list(LEVELS)},
-            "version": {"type": "integer", "minimum": 0},
-            "updated_at": _nullable_string,
-            "default": {"type": "boolean",
-                        "description": "True: no record, the deployment's default applies."},
-            "regime": {"enum": ["opt_in", "opt_out"]},
-            "categories": {"type": "array", "items": {
-                "type": "object", "required": ["category", "name", "purpose", "allowed", "used"],
-                "properties": {
-                    "category": {"type": "string"}, "name": {"type": "string"},
-                    "purpose": {"type": "string"}, "allowed": {"type": "boolean"},
-                    "used": {"type": "boolean",
-                             "description": "Allowed and not excluded by the level."},
-                },
-            }},
-            "levels": {"type": "array", "items": {"enum": list(LEVELS)}},
-        },
-    },
-    "ConsentHistory": {
-        "type": "object", "required": ["request_id", "customer_id", "history"],
-        "properties": {
-            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "history": {"type": "array", "items": {
-                "type": "object",
-                "required": ["version", "changed_at", "actor", "source", "old", "new"],
-                "properties": {
-                    "version": {"type": "integer"}, "changed_at": {"type": "string"},
-                    "actor": {"type": "string"},
-                    "source": {"enum": ["customer", "storefront", "admin"]},
-                    "old": {"type": ["object", "null"]}, "new": {"type": "object"},
-                },
-            }},
-        },
-    },
-    "Interaction": {
-        "type": "object", "required": ["offer_id", "kind"], "additionalProperties": False,
-        "properties": {
-            "offer_id": {"type": "string", "description": "An offer of the current catalog."},
-            "kind": {"enum": list(KINDS)},
-            "weight": {"type": "number", "exclusiveMinimum": 0, "default": 1},
-            "timestamp": {"oneOf": [{"type": "integer", "minimum": 0},
-                                    {"type": "string", "format": "date-time"}],
-                          "description": "Unix seconds or ISO 8601 with a zone; default now."},
-            "event_id": {"type": "string", "minLength": 1, "maxLength": 128,
-                         "description": "The client's id for this event: a retry with the same "
-                                        "id is recorded once (200, duplicate: true)."},
-        },
-    },
-    "InteractionRecorded": {
-        "type": "object",
-        "required": ["request_id", "customer_id", "offer_id", "kind", "weight", "timestamp",
-                     "new_history_length"],
-        "properties": {
-            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "offer_id": {"type": "string"}, "kind": {"enum": list(KINDS)},
-            "weight": {"type": "number"}, "timestamp": {"type": "integer"},
-            "new_history_length": {"type": "integer",
-                                   "description": "Offers recorded since the model was trained."},
-            "event_id": {"type": ["string", "null"]},
-            "duplicate": {"type": "boolean",
-                          "description": "true: this event_id was recorded before; nothing new "
-                                         "was written."},
-        },
-    },
-    "TokenRequest": {
-        "type": "object", "additionalProperties": False,
-        "properties": {"ttl_seconds": {"type": "integer", "minimum": 1, "default": 3600}},
-    },
-    "Token": {
-        "type": "object",
-        "required": ["request_id", "customer_id", "token", "token_type", "expires_in",
-                     "expires_at"],
-        "properties": {
-            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "token": {"type": "string"}, "token_type": {"const": "Bearer"},
-            "expires_in": {"type": "integer"}, "expires_at": {"type": "integer"},
-        },
-    },
-    "AuditRecord": {
-        "type": "object",
-        "required": ["request_id", "served_at", "endpoint", "model_version", "personalization",
-                     "consent", "consent_source", "categories_used", "offers", "latency_ms"],
-        "properties": {
-            "request_id": {"type": "string"}, "served_at": {"type": "string"},
-            "endpoint": {"enum": ["offers", "why"]}, "model_version": {"type": "string"},
-            "personalization": {"enum": list(LEVELS)},
-            "consent": {"type": ["object", "null"]}, "consent_source": {"type": "string"},
-            "categories_used": {"type": "array", "items": {"type": "string"}},
-            "offers": {"type": "array", "items": {
-                "type": "object", "required": ["offer_id", "score"],
-                "properties": {"offer_id": {"type": "string"}, "score": {"type": "number"}}}},
-            "reasons": {"type": "object"},
-            "rules_version": {**_nullable_string, "description": "Business rules in force."},
-            "rule_changes": {"type": "array", "items": _ref("RuleChange"),
-                             "description": "Which rule changed which offer."},
-            "latency_ms": {"type": ["number", "null"]},
-        },
-    },
-    "DataUsage": {
-        "type": "object",
-        "required": ["request_id", "customer_id", "since", "until", "responses",
-                     "model_versions", "summary", "categories", "records", "truncated"],
-        "properties": {
-            "request_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "since": {"type": "string"}, "until": {"type": "string"},
-            "responses": {"type": "integer"},
-            "model_versions": {"type": "array", "items": {"type": "string"}},
-            "summary": {"type": "string", "description": "In plain language."},
-            "categories": {"type": "array", "items": {
-                "type": "object",
-                "required": ["category", "name", "purpose", "responses", "first_used",
-                             "last_used", "model_versions"],
-                "properties": {
-                    "category": {"type": "string"}, "name": {"type": "string"},
-                    "purpose": {"type": "string"}, "responses": {"type": "integer"},
-                    "first_used": _nullable_string, "last_used": _nullable_string,
-                    "model_versions": {"type": "array", "items": {"type": "string"}},
-                },
-            }},
-            "records": {"type": "array", "items": _ref("AuditRecord"),
-                        "description": "Newest first, at most `limit`."},
-            "truncated": {"type": "boolean"},
-        },
-    },
-    "Feedback": {
-        "type": "object", "required": ["request_id", "offer_id", "kind"],
-        "additionalProperties": False,
-        "properties": {
-            "request_id": {"type": "string", "description": "The served response's request id."},
-            "offer_id": {"type": "string", "description": "An offer of that response."},
-            "kind": {"enum": list(FEEDBACK_KINDS)},
-            "text": {"type": "string", "maxLength": 2000,
-                     "description": "Required for report: what is wrong with the offer."},
-            "customer_id": {"type": "string", "description": "Required with an API key; with a "
-                            "customer token, the token's customer."},
-        },
-    },
-    "FeedbackRecorded": {
-        "type": "object",
-        "required": ["request_id", "feedback_for", "offer_id", "kind", "recorded_at", "case_id"],
-        "properties": {
-            "request_id": {"type": "string"}, "feedback_for": {"type": "string"},
-            "offer_id": {"type": "string"}, "kind": {"enum": list(FEEDBACK_KINDS)},
-            "recorded_at": {"type": "string"},
-            "case_id": {**_nullable_string,
-                        "description": "For report and talk_to_person: the case staff handle."},
-            "message": {"type": "string"},
-        },
-    },
-    "Case": {
-        "type": "object",
-        "required": ["case_id", "customer_id", "request_id", "offer_id", "kind", "text",
-                     "status", "opened_at", "updated_at", "resolved_at", "note"],
-        "properties": {
-            "case_id": {"type": "string"}, "customer_id": {"type": "string"},
-            "request_id": {"type": "string"}, "offer_id": {"type": "string"},
-            "kind": {"enum": ["report", "talk_to_person"]}, "text": _nullable_string,
-            "status": {"enum": list(CASE_STATUSES)}, "opened_at": {"type": "string"},
-            "updated_at": {"type": "string"}, "resolved_at": _nullable_string,
-            "note": _nullable_string,
-        },
-    },
-    "Cases": {
-        "type": "object", "required": ["request_id", "cases"],
-        "properties": {"request_id": {"type": "string"},
-                       "cases": {"type": "array", "items": _ref("Case")}},
-    },
-    "CaseUpdate": {
-        "type": "object", "required": ["status"], "additionalProperties": False,
-        "properties": {"status": {"enum": list(CASE_STATUSES)},
-                       "note": {"type": "string", "maxLength": 2000}},
-    },
-    "CaseUpdated": {
-        "type": "object", "required": ["request_id", "case"],
-        "properties": {"request_id": {"type": "string"}, "case": _ref("Case")},
-    },
-    "Policy": {
-        "type": "object",
-        "required": ["request_id", "automated", "disclosure", "categories", "levels", "default",
-                     "retention", "opt_out", "erasure", "contact", "model_card"],
-        "properties": {
-            "request_id": {"type": "string"}, "automated": {"const": True},
-            "disclosure": {"type": "string"},
-            "categories": {"type": "array", "items": {
-                "type": "object", "required": ["category", "name", "purpose", "attributes"],
-                "properties": {"category": {"type": "string"}, "name": {"type": "string"},
-                               "purpose": {"type": "string"},
-                               "attributes": {"type": "array", "items": {"type": "string"}}}}},
-            "levels": {"type": "array", "items": {
-                "type": "object", "required": ["level", "text"],
-                "properties": {"level": {"enum": list(LEVELS)}, "text": {"type": "string"}}}},
-            "default": {"type": "object"}, "retention": {"type": "object"},
-            "opt_out": {"type": "object"}, "erasure": {"type": "object"},
-            "contact": {"type": "object"},
-            "model_card": {"oneOf": [{"type": "null"}, {
-                "type": "object",
-                "required": ["version", "model", "trained_at", "data", "metrics",
-                             "does_not_use", "fairness_audit"],
-                "properties": {
-                    "version": {"type": "string"}, "model": _nullable_string,
-                    "trained_at": _nullable_string, "data": {"type": "object"},
-                    "metrics": {"type": "object"}, "hyperparameters": {"type": "object"},
-                    "history_mode": _nullable_string,
-                    "categories": {"type": "array", "items": {"type": "string"}},
-                    "does_not_use": {"type": "object"},
-                    "fairness_audit": {**_nullable_string, "description":
-                                       "The latest fairness audit's summary (markdown); null "
-                                       "when this version was never audited."},
-                },
-            }]},
-        },
-    },
-    "StatsWindow": {
-        "type": "object",
-        "required": ["since", "offer_responses", "explanations", "offers_served",
-                     "clicked_share", "purchased_share", "feedback", "positive_feedback_share",
-                     "reports", "handoffs", "latency_ms"],
-        "properties": {
-            "since": _nullable_string, "offer_responses": {"type": "integer"},
-            "explanations": {"type": "integer"}, "offers_served": {"type": "integer"},
-            "clicked_share": {"type": ["number", "null"]},
-            "purchased_share": {"type": ["number", "null"]},
-            "feedback": {"type": "integer"},
-            "positive_feedback_share": {"type": ["number", "null"]},
-            "reports": {"type": "object"}, "handoffs": {"type": "object"},
-            "latency_ms": {"type": "object", "properties": {
-                "median": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}}},
-        },
-    },
-    "Stats": {
-        "type": "object", "required": ["request_id", "computed_at", "windows"],
-        "properties": {
-            "request_id": {"type": "string"}, "computed_at": {"type": "string"},
-            "windows": {"type": "object", "required": ["day", "week", "all"],
-                        "additionalProperties": _ref("StatsWindow")},
-        },
-    },
-    "ErasureReceipt": {
-        "type": "object",
-        "required": ["request_id", "receipt_id", "erased_at", "subject_hash", "removed",
-                     "excluded_from_training", "text"],
-        "properties": {
-            "request_id": {"type": "string"}, "receipt_id": {"type": "integer"},
-            "erased_at": {"type": "string"}, "subject_hash": {"type": "string"},
-            "removed": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "excluded_from_training": {"const": True}, "text": {"type": "string"},
-        },
-    },
-    "Health": {"type": "object", "required": ["status"],
-               "properties": {"status": {"const": "ok"}}},
-    "Ready": {
-        "type": "object", "required": ["status", "checks"],
-        "properties": {"status": {"const": "ready"}, "checks": {"type": "object"}},
-    },
-}
+
+def _components() -> dict[str, Any]:
+    models = [(model, "validation") for model in (*requests.MODELS, *responses.MODELS)]
+    _, document = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    return _untitled(dict(sorted(document["$defs"].items())))
+
+
+SCHEMAS: dict[str, Any] = _components()
+
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
 
 _OFFERS_PARAMETERS = [
     _CUSTOMER,
@@ -580,19 +182,19 @@ PATHS: dict[str, Any] = {
             **_errors(400, 401, 403, 503)},
         security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, tag="accountability", parameters=[
             _CUSTOMER,
-            {"name": "since", "in": "query", "schema": {"type": "string"}, "description":
+            {"name": "since", "in": "query", "schema": {"type": "string", "minLength": 1}, "description":
              "Start (unix seconds or ISO 8601 with a zone); default: the retention period."},
-            {"name": "until", "in": "query", "schema": {"type": "string"},
+            {"name": "until", "in": "query", "schema": {"type": "string", "minLength": 1},
              "description": "End, exclusive; default now."},
             {"name": "limit", "in": "query", "description": "Records listed, newest first.",
-             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+             "schema": _LIMIT},
         ])},
     "/v1/customers/{customer_id}": {"delete": _op(
         "Erase the customer", {
             "200": _json(_ref("ErasureReceipt"), "Erased; the receipt says what was removed"),
             **_errors(400, 401, 403, 503)},
         security="Admin API key, or a customer token for this customer only.",
-        roles=("admin", "customer"),
+        roles=(ADMIN, CUSTOMER),
         parameters=[_CUSTOMER], tag="accountability",
         description="Removes consent, interactions, stored vectors and audit records; keeps an "
                     "anonymous tombstone; the next training run excludes the customer.")},
@@ -607,16 +209,16 @@ PATHS: dict[str, Any] = {
     "/v1/admin/cases": {"get": _op(
         "Cases opened by reports and requests to talk to a person", {
             "200": _json(_ref("Cases"), "Oldest first"), **_errors(400, 401, 403, 503)},
-        security="Admin API key only.", roles=("admin",), tag="accountability", parameters=[
+        security="Admin API key only.", roles=(ADMIN,), tag="accountability", parameters=[
             {"name": "status", "in": "query", "schema": {"enum": list(CASE_STATUSES)}},
             {"name": "limit", "in": "query",
-             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+             "schema": _LIMIT},
         ])},
     "/v1/admin/cases/{case_id}": {"patch": _op(
         "Change a case's status", {
             "200": _json(_ref("CaseUpdated"), "The case now"),
             **_errors(400, 401, 403, 404, 413, 415, 503)},
-        security="Admin API key only.", roles=("admin",), tag="accountability",
+        security="Admin API key only.", roles=(ADMIN,), tag="accountability",
         parameters=[{"name": "case_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}],
         body={"required": True, "content": {"application/json": {"schema": _ref("CaseUpdate")}}})},

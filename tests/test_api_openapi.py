@@ -61,6 +61,100 @@ def test_documented_path_parameters_are_the_routes(app):
         assert all(p["required"] for p in parameters if p["in"] == "path")
 
 
+UNKNOWN = "zz_not_a_parameter"
+
+
+def _url(path: str) -> str:
+    return path.format(customer_id=CUSTOMER, offer_id="o0001", case_id="no-such-case")
+
+
+def _query_parameters(operation: dict) -> dict[str, dict]:
+    # attr.NAME is a family of parameters: the server knows it by its prefix
+    return {p["name"].removesuffix("NAME"): p for p in operation.get("parameters", [])
+            if p["in"] == "query"}
+
+
+def test_documented_query_parameters_are_the_ones_each_view_accepts(client):
+    """Each view refuses a parameter it does not know and names the ones it does: those must be
+    the documented ones. A view that ignores unknown parameters must document none."""
+    for path, methods in SPEC["paths"].items():
+        for method, operation in methods.items():
+            response = client.open(f"{_url(path)}?{UNKNOWN}=1", method=method.upper(),
+                                   headers=key("admin"), json={})
+            documented = set(_query_parameters(operation))
+            if response.status_code != 400:
+                assert not documented, (path, method, response.status_code)
+                continue
+            error = response.get_json()["error"]
+            assert error["field"] == UNKNOWN, (path, method, error)
+            accepted = error["message"].rpartition("expected: ")[2]
+            assert documented == (set() if accepted == "none" else set(accepted.split(", "))), (
+                path, method)
+
+
+def _out_of_bounds(schema: dict) -> list[str]:
+    """Values the schema refuses for a query parameter."""
+    if "enum" in schema:
+        return ["zz"]
+    kind = schema.get("type")
+    values = {"boolean": ["maybe"], "integer": ["1.5", "x"], "number": ["x"]}.get(kind, [])
+    if "minimum" in schema:
+        values.append(str(schema["minimum"] - 1))
+    if "maximum" in schema:
+        values.append(str(schema["maximum"] + 1))
+    if schema.get("minLength"):
+        values.append("")
+    return values
+
+
+def test_the_server_refuses_what_the_document_says_is_out_of_bounds(client):
+    """And takes the documented bounds themselves."""
+    for path, methods in SPEC["paths"].items():
+        for method, operation in methods.items():
+            for name, parameter in _query_parameters(operation).items():
+                for bound in ("minimum", "maximum"):
+                    if bound in parameter["schema"]:
+                        value = parameter["schema"][bound]
+                        response = client.open(f"{_url(path)}?{name}={value}",
+                                               method=method.upper(), headers=key("admin"))
+                        assert response.status_code == 200, (path, name, value)
+                for value in _out_of_bounds(parameter["schema"]):
+                    response = client.open(f"{_url(path)}?{name}={value}", method=method.upper(),
+                                           headers=key("admin"))
+                    assert response.status_code == 400, (path, name, value)
+                    assert response.get_json()["error"]["field"] == name, (path, name, value)
+
+
+def test_request_bodies_are_refused_as_documented(client):
+    """Each documented body: an unknown field and each required field left out are a 400 that
+    names the field."""
+    for path, methods in SPEC["paths"].items():
+        for method, operation in methods.items():
+            if "requestBody" not in operation:
+                continue
+            name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            body_schema = SPEC["components"]["schemas"][name.rsplit("/", 1)[1]]
+            assert body_schema["additionalProperties"] is False, name
+            sent = client.open(_url(path), method=method.upper(), headers=key("admin"),
+                               json={UNKNOWN: 1})
+            field = sent.get_json()["error"]["field"]
+            required = body_schema.get("required", [])
+            assert sent.status_code == 400 and field in (UNKNOWN, *required), (path, field)
+            for missing in required:
+                others = {r: _example(body_schema["properties"][r]) for r in required
+                          if r != missing}
+                sent = client.open(_url(path), method=method.upper(), headers=key("admin"),
+                                   json=others)
+                assert sent.status_code == 400, (path, missing)
+                assert sent.get_json()["error"]["field"] == missing, (path, missing)
+
+
+def _example(schema: dict):
+    if "enum" in schema:
+        return schema["enum"][0]
+    return {"array": [], "integer": 1, "number": 1.0}.get(schema.get("type"), "x")
+
+
 def test_the_document_states_the_bounds_the_server_enforces(client):
     from serving.config import Settings
 
@@ -115,6 +209,17 @@ def test_responses_match_their_documented_schemas(client):
     check(client.get("/readyz"), "Ready", 200)
     token = token_for(client, CUSTOMER)
     check(client.get(f"{customer}/offers", headers=bearer(token)), "Offers", 200)
+    offer = body["offers"][0]["offer_id"]
+    report = check(client.post("/v1/feedback", headers=bearer(token), json={
+        "request_id": body["request_id"], "offer_id": offer, "kind": "report",
+        "text": "wrong size"}), "FeedbackRecorded", 201)
+    check(client.get("/v1/admin/cases", headers=key("admin")), "Cases", 200)
+    check(client.patch(f"/v1/admin/cases/{report['case_id']}", headers=key("admin"),
+                       json={"status": "resolved", "note": "size chart fixed"}), "CaseUpdated", 200)
+    check(client.get(f"{customer}/data-usage", headers=key()), "DataUsage", 200)
+    check(client.get("/v1/policy"), "Policy", 200)
+    check(client.get("/v1/stats"), "Stats", 200)
+    check(client.delete(customer, headers=bearer(token)), "ErasureReceipt", 200)
 
 
 @pytest.mark.parametrize(("method", "path", "status", "headers"), [

@@ -23,8 +23,6 @@ from serving.errors import ApiError, bad_parameter
 from serving.records.audit import (
     CASE_KINDS,
     CASE_STATUSES,
-    FEEDBACK_KINDS,
-    MAX_TEXT,
     customer_records,
     record_dict,
     served_record,
@@ -35,13 +33,12 @@ from serving.records.feedback import list_cases as list_cases_records
 from serving.records.feedback import record_feedback
 from serving.records.feedback import update_case as update_case_record
 from serving.records.stats import compute_stats
+from serving.schemas.requests import CaseUpdate, Feedback
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("accountability", __name__)
 
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-FEEDBACK_FIELDS = ("request_id", "offer_id", "kind", "text", "customer_id")
 # Feedback may reach a worker before the worker that served the response has committed its audit
 # record (each flushes only its own queue; a writer holds a row up to 50 ms to batch it): wait this
 # long for it before answering "unknown". Only for ids shaped like ours, so that made-up ids cannot
@@ -89,7 +86,7 @@ def data_usage(customer_id: str):
     since = _moment(args, "since") or until - timedelta(days=services.settings.audit_retention_days)
     if since >= until:
         raise bad_parameter("since", "since must be before until")
-    limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
+    limit = args.positive_int("limit", params.DEFAULT_LIMIT, params.MAX_LIMIT)
     services.audit.flush()  # this worker's queued records are part of the answer
     rows = customer_records(services.engine, customer_id, since, until)
     taxonomy = services.consents.taxonomy
@@ -143,29 +140,17 @@ def feedback():
     if principal.role not in (STOREFRONT, ADMIN, CUSTOMER):
         raise ApiError(403, "forbidden", f"the {principal.role} role cannot do this")
     params.no_query()
-    body = params.json_body()
-    for name in body:
-        if name not in FEEDBACK_FIELDS:
-            raise bad_parameter(name, f"unknown field {name!r}; expected: "
-                                      f"{', '.join(FEEDBACK_FIELDS)}")
-    request_id, offer_id, kind = body.get("request_id"), body.get("offer_id"), body.get("kind")
-    for name, value in (("request_id", request_id), ("offer_id", offer_id)):
-        if not isinstance(value, str) or not value or len(value) > 256:
-            raise bad_parameter(name, f"{name} must be a non-empty string")
-    if kind not in FEEDBACK_KINDS:
-        raise bad_parameter("kind", f"kind must be one of {', '.join(FEEDBACK_KINDS)}")
-    text = body.get("text")
-    if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
-        raise bad_parameter("text", f"text must be a string of at most {MAX_TEXT} characters")
+    body = params.body(Feedback)
+    request_id, offer_id, kind, text = body.request_id, body.offer_id, body.kind, body.text
     if kind == "report" and not (text or "").strip():
         raise bad_parameter("text", "a report needs a text saying what is wrong with the offer")
-    claimed = body.get("customer_id")
+    claimed = body.customer_id
     if principal.role == CUSTOMER:
         if claimed is not None and claimed != principal.customer_id:
             raise ApiError(403, "forbidden", "a customer token gives access to its own customer "
                                              "only", "customer_id")
         claimed = principal.customer_id
-    elif not isinstance(claimed, str) or not claimed:
+    elif claimed is None:
         raise bad_parameter("customer_id", "customer_id is required with an API key")
     services = _services()
     served = _served_soon(services, request_id)
@@ -217,7 +202,7 @@ def list_cases():
     status = args.single("status")
     if status is not None and status not in CASE_STATUSES:
         raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
-    limit = args.positive_int("limit", DEFAULT_LIMIT, MAX_LIMIT)
+    limit = args.positive_int("limit", params.DEFAULT_LIMIT, params.MAX_LIMIT)
     return jsonify({"request_id": g.request_id,
                     "cases": list_cases_records(_services().engine, status, limit)})
 
@@ -226,16 +211,8 @@ def list_cases():
 @require(ADMIN)
 def update_case(case_id: str):
     params.no_query()
-    body = params.json_body()
-    for name in body:
-        if name not in ("status", "note"):
-            raise bad_parameter(name, f"unknown field {name!r}; expected: status, note")
-    status, note = body.get("status"), body.get("note")
-    if status not in CASE_STATUSES:
-        raise bad_parameter("status", f"status must be one of {', '.join(CASE_STATUSES)}")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_TEXT):
-        raise bad_parameter("note", f"note must be a string of at most {MAX_TEXT} characters")
-    case = update_case_record(_services().engine, case_id, status, note, _now())
+    body = params.body(CaseUpdate)
+    case = update_case_record(_services().engine, case_id, body.status, body.note, _now())
     if case is None:
         raise ApiError(404, "unknown_case", f"no case {case_id!r}", "case_id")
     return jsonify({"request_id": g.request_id, "case": case})

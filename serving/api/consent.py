@@ -17,6 +17,7 @@ from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
 from serving.errors import ApiError
 from serving.records.consent import ConsentConflict, ConsentRecord
+from serving.schemas.requests import ConsentUpdate
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,14 @@ def get_consent(customer_id: str):
 def put_consent(customer_id: str):
     customer_id = params.customer_id(customer_id)
     params.no_query()
-    body = params.json_body()
-    expected = body.pop("expected_version", None)
+    body = params.body(ConsentUpdate)
+    expected = body.expected_version
     services = current_app.extensions["trustrec"]
     store = services.consents
-    consent = Consent.from_dict(body, store.taxonomy)  # a 400 naming the field when wrong
+    consent = Consent(frozenset(body.allowed), body.level).validate(store.taxonomy)
     principal = current_principal()
     try:
-        store.set(customer_id, consent, actor=principal.actor, source=principal.source,
+        store.set(customer_id, consent, actor=principal.actor, source=principal.role,
                   expected_version=expected)
     except ConsentConflict as exc:
         raise ApiError(409, "conflict", str(exc), "expected_version") from None

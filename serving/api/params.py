@@ -4,8 +4,10 @@ naming the field."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from flask import request
+from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
@@ -13,9 +15,11 @@ from recommender.errors import DataError
 from serving.errors import ApiError, bad_parameter
 from serving.records.consent import check_name
 
+Body = TypeVar("Body", bound=BaseModel)
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 MAX_LIST = 1000  # ids in one comma-separated parameter
 MAX_VALUE_LENGTH = 200
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000  # records listed in one response
 
 
 def customer_id(value: str) -> str:
@@ -123,3 +127,28 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
     return body
+
+
+def body(model: type[Body], *, optional: bool = False) -> Body:
+    """The request's JSON object validated by `model` (serving.schemas.requests): a 400 naming
+    the first field at fault. optional: an empty body is an empty object."""
+    raw = {} if optional and not request.content_length else json_body()
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _body_error(model, exc.errors()[0]) from None
+
+
+def _body_error(model: type[BaseModel], error: dict) -> ApiError:
+    name = str(error["loc"][0]) if error["loc"] else "body"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        expected = ", ".join(model.model_fields)
+        return bad_parameter(name, f"unknown field {name!r}; expected: {expected}")
+    if kind == "missing":
+        return bad_parameter(name, f"{name} is required")
+    if kind == "value_error":  # our own validators' words, without pydantic's prefix
+        return bad_parameter(name, str(error["ctx"]["error"]))
+    # list positions only: pydantic also names the branch of a union it tried ("int")
+    where = "".join(f"[{part}]" for part in error["loc"][1:] if isinstance(part, int))
+    return bad_parameter(name, f"{name}{where}: {error['msg'][0].lower()}{error['msg'][1:]}")

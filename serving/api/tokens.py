@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from serving.api import params
 from serving.auth import ADMIN, DEFAULT_TOKEN_SECONDS, STOREFRONT, require
 from serving.errors import bad_parameter
+from serving.schemas.requests import TokenRequest
 
 bp = Blueprint("tokens", __name__, url_prefix="/v1/customers/<customer_id>")
 
@@ -21,14 +22,11 @@ def issue(customer_id: str):
     customer_id = params.customer_id(customer_id)
     params.no_query()
     services = current_app.extensions["trustrec"]
-    body = params.json_body() if request.content_length else {}
-    unknown = sorted(set(body) - {"ttl_seconds"})
-    if unknown:
-        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; expected: ttl_seconds")
+    body = params.body(TokenRequest, optional=True)
     maximum = services.settings.token_max_seconds
-    ttl = body.get("ttl_seconds", min(DEFAULT_TOKEN_SECONDS, maximum))
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= maximum:
-        raise bad_parameter("ttl_seconds", f"ttl_seconds must be an integer from 1 to {maximum}")
+    ttl = min(DEFAULT_TOKEN_SECONDS, maximum) if body.ttl_seconds is None else body.ttl_seconds
+    if ttl > maximum:
+        raise bad_parameter("ttl_seconds", f"ttl_seconds must be at most {maximum}")
     token = services.auth.issue(customer_id, ttl)
     response = jsonify({
         "request_id": g.request_id, "customer_id": customer_id, "token": token,

@@ -1,0 +1,88 @@
+"""Request bodies. Strict: a JSON string is not a number and true is not 1, and a field the
+endpoint does not know is refused (a misspelt field must not be silently ignored). Limits that
+depend on the deployment (a token's longest life, the taxonomy's categories) are checked by the
+view after these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recommender.consent import LEVELS
+from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS, MAX_TEXT
+from serving.records.consent import MAX_ID_LENGTH
+from serving.schemas import absent
+
+INTERACTION_KINDS = ("purchase", "click", "rating")
+LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: beyond it, not a time but a mistake
+MAX_ID = 256  # offer, request and event ids
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"  # no control characters: ids end up in logs and pages
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ConsentUpdate(RequestBody):
+    allowed: list[str] = Field(description="Data categories that may be used.")
+    level: Literal[LEVELS]
+    expected_version: int = absent(
+        "Apply only if the record is still at this version (0: no record yet); otherwise 409.",
+        ge=0)
+
+
+class Interaction(RequestBody):
+    offer_id: Id = Field(description="An offer of the current catalog.")
+    kind: Literal[INTERACTION_KINDS]
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    timestamp: (Annotated[int, Field(ge=0, le=LATEST_TIMESTAMP)]
+                | Annotated[str, Field(json_schema_extra={"format": "date-time"})]) = absent(
+        "Unix seconds or ISO 8601 with a zone, up to the year 9999; default now.")
+    event_id: str = absent(
+        "The client's id for this event: a retry with the same id is recorded once (200, "
+        "duplicate: true).", min_length=1, max_length=128, pattern=PRINTABLE)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _unix_seconds(cls, raw: object) -> object:
+        """Unix seconds, from seconds or from an ISO 8601 time with a zone."""
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= LATEST_TIMESTAMP:
+            return raw
+        if isinstance(raw, str):
+            try:
+                moment = datetime.fromisoformat(raw)
+            except ValueError:
+                moment = None
+            if moment is not None and moment.tzinfo is not None and (
+                    0 <= moment.timestamp() <= LATEST_TIMESTAMP):
+                return int(moment.timestamp())
+        raise ValueError("timestamp must be unix seconds or an ISO 8601 time with a zone, "
+                         "between 1970 and 9999")
+
+
+class TokenRequest(RequestBody):
+    ttl_seconds: int = absent(
+        "The token's life; default an hour, at most TRUSTREC_TOKEN_MAX_SECONDS.", ge=1)
+
+
+class Feedback(RequestBody):
+    request_id: Id = Field(description="The served response's request id.")
+    offer_id: Id = Field(description="An offer of that response.")
+    kind: Literal[FEEDBACK_KINDS]
+    text: Text = absent("Required for report: what is wrong with the offer.")
+    customer_id: str = absent(
+        "Required with an API key; with a customer token, the token's customer.",
+        min_length=1, max_length=MAX_ID_LENGTH, pattern=PRINTABLE)
+
+
+class CaseUpdate(RequestBody):
+    status: Literal[CASE_STATUSES]
+    note: Text = absent()
+
+
+MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate)

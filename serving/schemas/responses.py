@@ -1,0 +1,389 @@
+"""Response bodies, for the OpenAPI document: the views build plain dicts on the hot path, and
+tests/test_api_openapi.py validates real responses against the schemas generated from these.
+
+A field declared `X | None` is sent as null when it has no value; one declared with `absent()` is
+left out instead."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from recommender.consent import LEVELS
+from serving.records.audit import CASE_KINDS, CASE_STATUSES, FEEDBACK_KINDS
+from serving.schemas import absent
+from serving.schemas.requests import INTERACTION_KINDS
+
+DIRECTIONS = ("positive", "negative", "neutral")
+RULE_CHANGES = ("excluded", "boosted", "buried", "capped", "diversified", "displaced")
+
+
+class Body(BaseModel):
+    pass
+
+
+class ErrorDetail(Body):
+    model_config = {"extra": "forbid"}
+    code: str = Field(examples=["bad_parameter"])
+    message: str
+    field: str | None = Field(description="The parameter, body field or header at fault.")
+
+
+class Error(Body):
+    model_config = {"extra": "forbid"}
+    error: ErrorDetail
+
+
+class CompactCriterion(Body):
+    category: str = Field(description="A data category, popularity, or business_rule (a rule of "
+                          "the shop moved the offer: not part of the model's score, so its share "
+                          "is 0).")
+    text: str
+    share: float = Field(ge=0, le=1)
+    direction: Literal[DIRECTIONS]
+
+
+class Criterion(Body):
+    category: str
+    text: str
+    contribution: float = Field(description="Exact SHAP value, relative to the catalog mean.")
+    share: float = Field(ge=0, le=1)
+    direction: Literal[DIRECTIONS]
+    data: dict[str, Any] = Field(description="The data behind it: attribute values, or past "
+                                             "offers with their contributions.")
+    note: str = absent()
+
+
+class NotUsed(Body):
+    category: str
+    name: str
+    reason: Literal["consent", "level", "no_data", "not_in_model"]
+    text: str
+
+
+class AppliedConsent(Body):
+    level: Literal[LEVELS]
+    allowed: list[str]
+    available: bool = Field(description="False: the consent record could not be read, and no "
+                                        "personal data was used.")
+
+
+class Disclosure(Body):
+    text: str
+    policy: str
+    automated: Literal[True]
+
+
+class Links(Body):
+    consent: str = absent()
+    policy: str = absent()
+
+
+class Envelope(Body):
+    """What every offers and why response carries."""
+    request_id: str = Field(json_schema_extra={"format": "uuid"}, description=(
+        "Also in the X-Request-Id header; feedback and audit refer to it."))
+    customer_id: str
+    model_version: str
+    personalization: Literal[LEVELS] = Field(description=(
+        "The level applied: full (individual history used), segment (other personal data only) "
+        "or none."))
+    consent: AppliedConsent
+    categories_used: list[str]
+    categories_not_used: list[NotUsed]
+    disclosure: Disclosure
+    links: Links
+    rules_version: str | None = absent("The version of the business rules applied after "
+                                       "ranking (TRUSTREC_RULES); null: none.")
+
+
+class RuleChange(Body):
+    offer_id: str
+    change: Literal[RULE_CHANGES]
+    rules: list[str] = Field(description="The rules responsible, as the rule file names them.")
+    rank_without_rules: int = Field(ge=1)
+    rank: int | None = Field(ge=1, description="Rank served; null when the offer was left out.")
+
+
+class OfferRuleNote(Body):
+    change: Literal["boosted", "buried", "diversified"]
+    text: str
+
+
+class Offer(Body):
+    offer_id: str
+    title: str
+    score: float
+    criteria: list[CompactCriterion] = absent("The top criteria; absent with explain=false.")
+    why: str = Field(description="Path of the full explanation.")
+    business_rule: OfferRuleNote = absent(
+        "Present when a business rule of the shop moved this offer: boosted (\"Promoted "
+        "offer\"), buried or diversified.")
+
+
+class Offers(Envelope):
+    offers: list[Offer]
+
+
+class Attribution(Body):
+    method: str
+    base: float = Field(description="The average customer's score.")
+    contributions: dict[str, float] = Field(description="Every category's exact contribution; "
+                                                        "zero when not used.")
+
+
+class Link(Body):
+    href: str
+    method: str
+    text: str
+
+
+class RuleNote(Body):
+    change: Literal["boosted", "buried", "excluded"]
+    text: str
+
+
+class Why(Envelope):
+    offer_id: str
+    title: str
+    score: float
+    average_score: float
+    criteria: list[Criterion]
+    personal_data_used: bool
+    message: str | None
+    attribution: Attribution
+    change_consent: Link
+    business_rules: list[RuleNote] = Field(description="What the shop's business rules do to "
+                                                       "this offer in any list (empty: nothing).")
+
+
+class ConsentCategory(Body):
+    category: str
+    name: str
+    purpose: str
+    allowed: bool
+    used: bool = Field(description="Allowed and not excluded by the level.")
+
+
+class Consent(Body):
+    request_id: str
+    customer_id: str
+    allowed: list[str]
+    level: Literal[LEVELS]
+    version: int = Field(ge=0)
+    updated_at: str | None
+    default: bool = Field(description="True: no record, the deployment's default applies.")
+    regime: Literal["opt_in", "opt_out"]
+    categories: list[ConsentCategory]
+    levels: list[Literal[LEVELS]]
+
+
+class ConsentChange(Body):
+    version: int
+    changed_at: str
+    actor: str
+    source: Literal["customer", "storefront", "admin"]
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+
+
+class ConsentHistory(Body):
+    request_id: str
+    customer_id: str
+    history: list[ConsentChange]
+
+
+class InteractionRecorded(Body):
+    request_id: str
+    customer_id: str
+    offer_id: str
+    kind: Literal[INTERACTION_KINDS]
+    weight: float
+    timestamp: int
+    new_history_length: int = Field(description="Offers recorded since the model was trained.")
+    event_id: str | None = absent()
+    duplicate: bool = absent("true: this event_id was recorded before; nothing new was written.")
+
+
+class Token(Body):
+    request_id: str
+    customer_id: str
+    token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    expires_at: int
+
+
+class ServedOffer(Body):
+    offer_id: str
+    score: float
+
+
+class AuditRecord(Body):
+    request_id: str
+    served_at: str
+    endpoint: Literal["offers", "why"]
+    model_version: str
+    personalization: Literal[LEVELS]
+    consent: dict[str, Any] | None
+    consent_source: str
+    categories_used: list[str]
+    offers: list[ServedOffer]
+    reasons: dict[str, Any] = absent()
+    rules_version: str | None = absent("Business rules in force.")
+    rule_changes: list[RuleChange] = absent("Which rule changed which offer.")
+    latency_ms: float | None
+
+
+class CategoryUsage(Body):
+    category: str
+    name: str
+    purpose: str
+    responses: int
+    first_used: str | None
+    last_used: str | None
+    model_versions: list[str]
+
+
+class DataUsage(Body):
+    request_id: str
+    customer_id: str
+    since: str
+    until: str
+    responses: int
+    model_versions: list[str]
+    summary: str = Field(description="In plain language.")
+    categories: list[CategoryUsage]
+    records: list[AuditRecord] = Field(description="Newest first, at most `limit`.")
+    truncated: bool
+
+
+class FeedbackRecorded(Body):
+    request_id: str
+    feedback_for: str
+    offer_id: str
+    kind: Literal[FEEDBACK_KINDS]
+    recorded_at: str
+    case_id: str | None = Field(description="For report and talk_to_person: the case staff "
+                                            "handle.")
+    message: str = absent()
+
+
+class Case(Body):
+    case_id: str
+    customer_id: str
+    request_id: str
+    offer_id: str
+    kind: Literal[CASE_KINDS]
+    text: str | None
+    status: Literal[CASE_STATUSES]
+    opened_at: str
+    updated_at: str
+    resolved_at: str | None
+    note: str | None
+
+
+class Cases(Body):
+    request_id: str
+    cases: list[Case]
+
+
+class CaseUpdated(Body):
+    request_id: str
+    case: Case
+
+
+class PolicyCategory(Body):
+    category: str
+    name: str
+    purpose: str
+    attributes: list[str]
+
+
+class PolicyLevel(Body):
+    level: Literal[LEVELS]
+    text: str
+
+
+class ModelCard(Body):
+    version: str
+    model: str | None
+    trained_at: str | None
+    data: dict[str, Any]
+    metrics: dict[str, Any]
+    hyperparameters: dict[str, Any] = absent()
+    history_mode: str | None = absent()
+    categories: list[str] = absent()
+    does_not_use: dict[str, Any]
+    fairness_audit: str | None = Field(description="The latest fairness audit's summary "
+                                                   "(markdown); null when this version was "
+                                                   "never audited.")
+
+
+class Policy(Body):
+    request_id: str
+    automated: Literal[True]
+    disclosure: str
+    categories: list[PolicyCategory]
+    levels: list[PolicyLevel]
+    default: dict[str, Any]
+    retention: dict[str, Any]
+    opt_out: dict[str, Any]
+    erasure: dict[str, Any]
+    contact: dict[str, Any]
+    model_card: ModelCard | None
+
+
+class Latency(Body):
+    median: float | None = absent()
+    p95: float | None = absent()
+
+
+class StatsWindow(Body):
+    since: str | None
+    offer_responses: int
+    explanations: int
+    offers_served: int
+    clicked_share: float | None
+    purchased_share: float | None
+    feedback: int
+    positive_feedback_share: float | None
+    reports: dict[str, Any]
+    handoffs: dict[str, Any]
+    latency_ms: Latency
+
+
+class StatsWindows(Body):
+    day: StatsWindow
+    week: StatsWindow
+    all: StatsWindow
+
+
+class Stats(Body):
+    request_id: str
+    computed_at: str
+    windows: StatsWindows
+
+
+class ErasureReceipt(Body):
+    request_id: str
+    receipt_id: int
+    erased_at: str
+    subject_hash: str
+    removed: dict[str, int]
+    excluded_from_training: Literal[True]
+    text: str
+
+
+class Health(Body):
+    status: Literal["ok"]
+
+
+class Ready(Body):
+    status: Literal["ready"]
+    checks: dict[str, Any]
+
+
+MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
+          FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready)
