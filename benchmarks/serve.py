@@ -268,7 +268,7 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
     from recommender.rules import RulesFile
     from recommender.taxonomy import Taxonomy
     from serving.consent_cache import ConsentCache
-    from serving.explaining import explain_offers, is_stored, served
+    from serving.explaining import explain_offers, served
     from serving.recommend import OffersQuery, Recommender
     from serving.records.consent import ConsentStore
     from serving.records.database import create_schema, make_engine
@@ -294,8 +294,7 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
         consent = consents.decide(customer, view.consent_json).consent
         allowed = category_mask(consent, version.model.categories)
         columns, _ = rank(version, view.state, allowed, 10)
-        explanations = explain_offers(version, view.state, allowed, columns,
-                                      stored=is_stored(view.state, view.record), consent=consent)
+        explanations = explain_offers(version, view.state, allowed, columns, consent=consent)
         [explanations.compact(i) for i in range(len(columns))]
 
     def timed(call, customer: str) -> float:

@@ -52,9 +52,8 @@ class ExplainContext:
     feature_rows: dict[str, int]
     history_rows: dict[str, int]  # offer id -> row of its "history:<offer_id>" feature
     missing: int
-    vectors: np.ndarray  # (F + 1, d) feature embeddings in their stored dtype, last row zero
-    vectors64: np.ndarray  # the same in float64 (how partials stored at training multiplied them)
-    bias: np.ndarray  # (F + 1,)
+    vectors: np.ndarray  # (F + 1, d) feature embeddings in float64 (as partials multiply them),
+    bias: np.ndarray  # (F + 1,)                                             last row zero
     attribute_category: dict[str, int]  # attribute -> category index
     attribute_category_index: dict[str, int]  # name of an attribute category -> its index
     in_model: np.ndarray  # (G,) bool: categories any customer has data in
@@ -132,9 +131,8 @@ def _build(artifact: Artifact) -> ExplainContext:
     d = model.item_vectors.shape[1]
     if model.features is not None:
         names = model.features.names
-        # kept in their own dtype: partials_from_features multiplies in it
-        vectors = np.vstack([model.features.vectors, np.zeros((1, d), model.features.vectors.dtype)])
-        bias = np.append(model.features.bias, np.zeros(1, model.features.bias.dtype))
+        vectors = np.vstack([model.features.vectors, np.zeros((1, d))]).astype(np.float64)
+        bias = np.append(model.features.bias, 0.0).astype(np.float64)
         feature_rows = {str(name): f for f, name in enumerate(names)}
     else:
         vectors, bias, feature_rows = np.zeros((1, d)), np.zeros(1), {}
@@ -151,7 +149,6 @@ def _build(artifact: Artifact) -> ExplainContext:
         },
         missing=len(vectors) - 1,
         vectors=vectors,
-        vectors64=vectors.astype(np.float64),
         bias=bias,
         attribute_category={
             a: categories.index(c) for a, c in taxonomy.attributes.items() if c in categories

@@ -357,12 +357,11 @@ class OfferExplanations:
 def explain_offers(
     artifact: Artifact, state: CustomerState, allowed: np.ndarray, offers: Sequence[int] | np.ndarray,
     *, consent: Consent | None = None, templates: Templates | None = None, max_items: int = 3,
-    stored: bool | None = None,
 ) -> OfferExplanations:
     """Explanations of the offer columns `offers` for one customer under the mask `allowed`
-    (consent, when given, only words why a category was not used; stored: see split_features)."""
+    (consent, when given, only words why a category was not used)."""
     attribution = attribute(artifact.model, state, allowed, np.asarray(offers, dtype=np.intp))
-    split = split_features(artifact, state, attribution, stored=stored)
+    split = split_features(artifact, state, attribution)
     return OfferExplanations(artifact, state, attribution, split, consent=consent,
                              templates=templates, max_items=max_items)
 

@@ -16,11 +16,10 @@ The arithmetic mirrors how the partials were built, so the parts add up to phi_g
 rounding (~1e-15), not merely to ~1e-7:
 - a feature the model never learned is skipped there without renormalizing, i.e. it acts as a
   zero vector, and so it does here (a past offer newer than the model still gets its share);
-- partials stored at training came from a float32 weight matrix, whose weights sum to 1 only up
-  to rounding: their weights are rounded the same way, and the average is shared out in
-  proportion w_j / W_g, W_g the category's weight total, so it is subtracted exactly once;
-- partials rebuilt from features (cold start, new history) multiplied weight and embedding in the
-  embeddings' dtype: the same products are taken here.
+- partials come from float32 weights (AdditiveModel: stored at training and rebuilt at serving
+  time alike), whose weights sum to 1 only up to rounding: their weights are rounded the same way,
+  and the average is shared out in proportion w_j / W_g, W_g the category's weight total, so it
+  is subtracted exactly once.
 Every split is checked against phi_g before anyone reads it, and a category whose split does not
 add up is marked inexact, so that criteria say the history cannot be split rather than invent it.
 """
@@ -67,37 +66,23 @@ class FeatureSplit:
         return self.blocks.get(category, slice(0, 0))
 
 
-def split_features(
-    artifact: Artifact, state: CustomerState, attribution: Attribution, *, stored: bool | None = None,
-) -> FeatureSplit:
-    """The attribution's contributions split over the customer's features, per category.
-
-    stored: whether the state holds the partials stored at training rather than rebuilt from
-    features; None looks it up in the artifact (a caller holding the customer's record, such as
-    serving reading partials from an online store, can say it)."""
+def split_features(artifact: Artifact, state: CustomerState, attribution: Attribution
+                   ) -> FeatureSplit:
+    """The attribution's contributions split over the customer's features, per category."""
     model = artifact.model
     n_categories = len(model.categories)
     ctx = context(artifact)
     if model.features is None or ctx.history_mode is None:
         return _empty(len(attribution), n_categories)
     labels, rows, category, weights, blocks, learned = _features(ctx, state, attribution.used)
-    if stored is None:
-        stored = _stored(artifact, state)
     # the offers' rows, then qbar's: each part is linear in q_i, so at qbar it is its catalog mean
     q = np.empty((len(attribution) + 1, model.item_vectors.shape[1]))
     np.take(model.item_vectors, attribution.offers, axis=0, out=q[:-1])
     q[-1] = model.catalog_mean()[0]
-    if stored:
-        # from_features: float32 weights times float64 embeddings, all in float64, so regrouping
-        # w_j * (e_j . q_i) changes nothing beyond float64 rounding
-        weights = weights.astype(np.float32).astype(np.float64)
-        own = (q @ ctx.vectors64[rows].T + ctx.bias[rows]) * weights
-    else:
-        vectors, bias = ctx.vectors[rows], ctx.bias[rows]
-        # partials_from_features: weight * embedding rounded to the embeddings' own dtype; mirror
-        # that rounding, or the parts miss its partials by ~1e-7
-        rounded = weights.astype(vectors.dtype)
-        own = q @ (rounded[:, None] * vectors).astype(np.float64).T + (rounded * bias)
+    # the partials' float32 weights times float64 embeddings, all in float64, so regrouping
+    # w_j * (e_j . q_i) changes nothing beyond float64 rounding
+    weights = weights.astype(np.float32).astype(np.float64)
+    own = (q @ ctx.vectors[rows].T + ctx.bias[rows]) * weights
     # The average's share of each feature is w_j / W_g, W_g the category's weight total (1 up to the
     # float32 rounding of stored weights), so the parts sum to (p_ug - pbar_g) . q + c_ug - cbar_g.
     total = np.bincount(category, weights, minlength=n_categories)
@@ -154,25 +139,6 @@ def _features(ctx: ExplainContext, state: CustomerState, used: np.ndarray
         learned[-1] = True
     return (np.array(labels, dtype=object), np.array(rows, dtype=np.intp),
             np.array(category, dtype=np.intp), np.array(weights, dtype=np.float64), blocks, learned)
-
-
-def _stored(artifact: Artifact, state: CustomerState) -> bool:
-    """Whether the state holds the partials stored at training (not rebuilt from features)."""
-    model = artifact.model
-    if state.p.base is model.partial_vectors and state.c.base is model.partial_bias:
-        return True  # views into the stored arrays, as customer_state returns a known customer's
-    row = artifact.customer_rows.get(state.customer_id) if state.known else None
-    if row is None:
-        return False
-    # stored partials copied elsewhere (an online store) are still the stored ones
-    return same_values(state.c, model.partial_bias[:, row]) and same_values(
-        state.p, model.partial_vectors[:, row])
-
-
-def same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays hold the same values bit for bit (a fraction of np.array_equal's
-    cost at the size of one customer's partials)."""
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def _check(contributions: np.ndarray, category: np.ndarray, attribution: Attribution) -> np.ndarray:

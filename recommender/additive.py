@@ -72,21 +72,7 @@ class AdditiveModel:
         item_vectors: np.ndarray, item_bias: np.ndarray,
     ) -> AdditiveModel:
         """Partial vectors as category-masked products of a customer x feature weight matrix."""
-        n_categories = len(categories)
-        customer_features = sp.csr_matrix(customer_features, dtype=np.float64)
-        d = item_vectors.shape[1]
-        n = customer_features.shape[0]
-        p = np.zeros((n_categories, n, d))
-        c = np.zeros((n_categories, n))
-        has_data = np.zeros((n_categories, n), dtype=bool)
-        vectors = features.vectors.astype(np.float64)
-        bias = features.bias.astype(np.float64)
-        for g in range(n_categories):
-            mask = sp.diags((features.category == g).astype(np.float64))
-            block = customer_features @ mask
-            p[g] = block @ vectors
-            c[g] = block @ bias
-            has_data[g] = np.diff(block.tocsr().indptr) > 0
+        p, c, has_data = _partials(customer_features, features, len(categories))
         return cls.from_partials(categories, item_vectors, item_bias, p, c, has_data, features)
 
     @classmethod
@@ -206,19 +192,40 @@ class AdditiveModel:
 
     # --- partials of customers the model has not stored -------------------------------------
     def partials_from_features(self, weights: dict[str, float]) -> tuple[np.ndarray, ...]:
-        """Partials from named, already normalized feature weights (cold start, new history)."""
+        """Partials from named, already normalized feature weights (cold start, new history).
+
+        Computed exactly as training computed the stored ones (from_features: a float32 weight
+        row, the same products in the same order), so a customer whose data did not change gets
+        the stored partials bit for bit, whichever way they are read."""
         if self.features is None:
             raise ValueError("this model has no feature space: it cannot place unseen customers")
         index = self.features.index()
-        n_categories, d = len(self.categories), self.item_vectors.shape[1]
-        p, c = np.zeros((n_categories, d)), np.zeros(n_categories)
-        has_data = np.zeros(n_categories, dtype=bool)
-        for name, weight in weights.items():
-            f = index.get(name)
-            if f is None:
-                continue  # a value never seen in training carries no learned signal
-            g = self.features.category[f]
-            p[g] += weight * self.features.vectors[f]
-            c[g] += weight * self.features.bias[f]
-            has_data[g] = True
-        return p, c, has_data
+        # a value never seen in training carries no learned signal: skipped, not renormalized
+        known = sorted((index[name], weight) for name, weight in weights.items() if name in index)
+        columns = np.array([f for f, _ in known], dtype=np.intp)
+        values = np.array([w for _, w in known], dtype=np.float32)
+        row = sp.csr_matrix((values, (np.zeros(len(known), dtype=np.intp), columns)),
+                            shape=(1, len(self.features.names)))
+        p, c, has_data = _partials(row, self.features, len(self.categories))
+        return p[:, 0], c[:, 0], has_data[:, 0]
+
+
+def _partials(
+    customer_features: sp.spmatrix, features: FeatureSpace, n_categories: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p: (G, n, d), c: (G, n), has_data: (G, n)) of n customers' weight rows: the one way
+    partials are computed, at training and at serving time alike."""
+    customer_features = sp.csr_matrix(customer_features, dtype=np.float64)
+    n, d = customer_features.shape[0], features.vectors.shape[1]
+    p = np.zeros((n_categories, n, d))
+    c = np.zeros((n_categories, n))
+    has_data = np.zeros((n_categories, n), dtype=bool)
+    vectors = features.vectors.astype(np.float64)
+    bias = features.bias.astype(np.float64)
+    for g in range(n_categories):
+        mask = sp.diags((features.category == g).astype(np.float64))
+        block = customer_features @ mask
+        p[g] = block @ vectors
+        c[g] = block @ bias
+        has_data[g] = np.diff(block.tocsr().indptr) > 0
+    return p, c, has_data

@@ -6,10 +6,7 @@ taxonomy. A worker holds a LoadedModel instead (the item side only; customers st
 built once per version, so explain's per-artifact lookups (explain.context) and base values
 (explain.attributions) are computed once for the version's whole life, not per request.
 
-explain/ cannot tell from such a version whether a customer's partials are the ones stored at
-training (float32 feature weights) or rebuilt from features; serving knows it from the record it
-read (`is_stored`) and says so. tests/test_serving.py holds served explanations equal to explain's
-own on the artifact.
+tests/test_serving.py holds served explanations equal to explain's own on the artifact.
 """
 
 from __future__ import annotations
@@ -25,14 +22,13 @@ import pandas as pd
 
 from explain import criteria
 from explain.criteria import OfferExplanations
-from explain.splits import same_values
 from explain.templates import Templates
 from recommender.additive import AdditiveModel
 from recommender.consent import Consent
 from recommender.features import attribute_values
 from recommender.ranking import CustomerState
 from recommender.taxonomy import Taxonomy
-from serving.redis_store import CustomerRecord, LoadedModel
+from serving.redis_store import LoadedModel
 
 
 @dataclass(eq=False)
@@ -127,25 +123,20 @@ def _build(loaded: LoadedModel) -> ServedVersion:
     )
 
 
-def is_stored(state: CustomerState, record: CustomerRecord | None) -> bool:
-    """Whether the state holds the partials stored at training (as explain.splits tells it)."""
-    return record is not None and same_values(state.c, record.c) and same_values(state.p, record.p)
-
-
 def explain_offers(
     version: ServedVersion, state: CustomerState, allowed: np.ndarray, offers: Sequence[int] | np.ndarray,
-    *, stored: bool, consent: Consent | None = None, templates: Templates | None = None,
+    *, consent: Consent | None = None, templates: Templates | None = None,
 ) -> OfferExplanations:
-    """explain.criteria.explain_offers for a served version (`stored`: see is_stored)."""
+    """explain.criteria.explain_offers for a served version."""
     return criteria.explain_offers(version, state, allowed, offers, consent=consent,
-                                   templates=templates, stored=stored)
+                                   templates=templates)
 
 
 def not_used_only(
-    version: ServedVersion, state: CustomerState, allowed: np.ndarray, *, stored: bool,
+    version: ServedVersion, state: CustomerState, allowed: np.ndarray, *,
     consent: Consent | None = None, templates: Templates | None = None,
 ) -> OfferExplanations:
     """Explanations of no offer at all: what a response without criteria still reports (the
     categories used, those not used and why)."""
-    return explain_offers(version, state, allowed, np.zeros(0, dtype=np.intp), stored=stored,
+    return explain_offers(version, state, allowed, np.zeros(0, dtype=np.intp),
                           consent=consent, templates=templates)

@@ -32,7 +32,7 @@ from recommender.rules import CompiledRules, RulesFile, RulesOutcome
 from recommender.taxonomy import HISTORY
 from serving.consent_cache import ConsentCache, Decision
 from serving.errors import ApiError, bad_parameter
-from serving.explaining import ServedVersion, explain_offers, is_stored, not_used_only, served
+from serving.explaining import ServedVersion, explain_offers, not_used_only, served
 from serving.redis_store import CustomerView, ModelCache
 
 DISCLOSURE = (
@@ -108,12 +108,11 @@ class Recommender:
             exclude = exclude + _outside(version, *query.filter, query.filter_field)
         rules = self._rules(version)
         columns, scores, outcome = self._ranked(version, view, allowed, query, exclude, rules)
-        stored = is_stored(view.state, view.record)
         if query.explain:
-            explanations = explain_offers(version, view.state, allowed, columns, stored=stored,
+            explanations = explain_offers(version, view.state, allowed, columns,
                                           consent=decision.consent, templates=self.templates)
         else:
-            explanations = not_used_only(version, view.state, allowed, stored=stored,
+            explanations = not_used_only(version, view.state, allowed,
                                          consent=decision.consent, templates=self.templates)
         ids, titles, paths = version.offer_ids, version.titles, version.offer_paths
         base = f"/v1/customers/{quote(customer_id, safe='')}/offers/"
@@ -177,8 +176,8 @@ class Recommender:
             raise ApiError(404, "unknown_offer", f"no offer {offer_id!r} in the current catalog",
                            "offer_id")
         explanations = explain_offers(
-            version, view.state, allowed, [column], stored=is_stored(view.state, view.record),
-            consent=decision.consent, templates=self.templates)
+            version, view.state, allowed, [column], consent=decision.consent,
+            templates=self.templates)
         payload = explanations.payload(0)
         del payload["not_used"], payload["categories_used"]  # in the envelope, named as elsewhere
         rules = self._rules(version)
