@@ -1,16 +1,27 @@
 """Plain-language criteria for "Why do I see this?", ranked by exact contributions.
 
+What is explained is the offer's advantage: how far its score stands above (or below) the
+customer's average score over the catalog, under the same consent. That is the quantity that
+decides the ranking (a constant shared by all of a customer's offers ranks nothing), and its
+exact Shapley decomposition over data categories, the average customer standing in for what is
+withheld, is explain.attributions' relative one: value = base + sum of contributions, where base,
+the popularity part, is what the average customer's advantage for this offer would be. Words,
+directions, shares, the page's bars, `attribution` in /why and the audit record's reasons all
+come from these numbers and no others.
+
 Each criterion is one data category, or popularity, with:
-- contribution: its exact SHAP value relative to the catalog (explain.attributions): how far it moved
-  this offer's score away from the customer's typical offer. Popularity is base(i) minus the
-  average base, what the average customer thinks of this offer against a typical one. The
-  contributions add up to score - average_score exactly.
+- contribution: its part of the advantage.
 - share: |contribution| / the sum of |contribution| over the offer's criteria, so shares add up to
   1: "40% of what set this offer apart came from your purchases". The direction says which way.
 - data: the data behind it, only ever from categories that were used: the attribute values, or the
   past offers that weighed most (in the criterion's direction).
 Criteria are ordered: those that raised the offer, largest first, then those that lowered it,
-largest first; negative ones are reported, never dropped.
+largest first; negative ones are reported, never dropped. Those under `min_share` of the
+explanation are not worded: /why lists them together as `minor`.
+
+Past offers are named only when, together, they moved the offer the way the criterion says; when a
+learned profile of the customer's taste carries the history's part instead (history_mode "blend"),
+the criterion says so in those words.
 
 The full "why" payload (one offer) and the compact list (every offer of a response) come from the
 same OfferExplanations, and only the criteria actually shown are worded.
@@ -34,6 +45,11 @@ from recommender.ranking import CustomerState
 from recommender.taxonomy import HISTORY
 
 METHOD = "exact SHAP values over data categories, the average customer as background"
+EXPLAINS = ("value: how far this offer's score is above your average score over all offers, "
+            "under your privacy settings; base: that advantage for the average customer "
+            "(popularity); contributions: how much each kind of your data added or took away. "
+            "base plus the contributions equals value.")
+MIN_SHARE = 0.02  # criteria under this share of the explanation are listed, not worded
 _POPULARITY = -1  # criterion key of popularity; categories use their index
 _TINY = np.finfo(float).tiny
 
@@ -99,7 +115,7 @@ class OfferExplanations:
     def __init__(
         self, artifact: Artifact, state: CustomerState, attribution: Attribution,
         split: FeatureSplit, *, consent: Consent | None = None, templates: Templates | None = None,
-        max_items: int = 3,
+        max_items: int = 3, min_share: float = MIN_SHARE,
     ) -> None:
         self.artifact = artifact
         self.state = state
@@ -131,7 +147,13 @@ class OfferExplanations:
         order = np.lexsort((-magnitude, parts <= 0), axis=-1)
         self._keys = [_POPULARITY, *self._used]
         self._categories = [POPULARITY, *(attribution.categories[g] for g in self._used)]
-        self._parts, self._shares, self._order = parts.tolist(), shares.tolist(), order.tolist()
+        self._parts, self._shares = parts.tolist(), shares.tolist()
+        worded = np.take_along_axis(shares >= min_share, order, axis=1).tolist()
+        self._order = [[j for j, w in zip(row, keep, strict=True) if w]
+                       for row, keep in zip(order.tolist(), worded, strict=True)]
+        self._minor = [[j for j, w in zip(row, keep, strict=True) if not w]
+                       for row, keep in zip(order.tolist(), worded, strict=True)]
+        self.min_share = min_share
 
     def __len__(self) -> int:
         return len(self.attribution)
@@ -146,8 +168,21 @@ class OfferExplanations:
 
     # --- criteria --------------------------------------------------------------------------------
     def criteria(self, i: int) -> list[Criterion]:
-        """All criteria of the i-th offer, in order."""
+        """The worded criteria of the i-th offer (share >= min_share), in order."""
         return [self._criterion(i, j) for j in self._order[i]]
+
+    def minor(self, i: int) -> dict | None:
+        """The i-th offer's criteria under min_share, together: not worded one by one."""
+        small = self._minor[i]
+        if not small:
+            return None
+        names = [self.templates.name(self._categories[j]) for j in small]
+        share = sum(self._shares[i][j] for j in small)
+        text = self.templates.message("minor").format(
+            threshold=f"{self.min_share:.0%}", share=f"{share:.1%}", names=self.templates.join(names))
+        return {"text": text, "share": share, "parts": [
+            {"category": self._categories[j], "contribution": self._parts[i][j],
+             "share": self._shares[i][j]} for j in small]}
 
     def compact(self, i: int, top: int = 2) -> list[dict]:
         """The first `top` criteria of the i-th offer, for the offers list (worded, without data)."""
@@ -184,12 +219,18 @@ class OfferExplanations:
         note = None
         if key == self._history:
             data["past_offer_count"] = len(self.state.history)
+            if self._by_past_offer:
+                past, learned = self._history_parts
+                data["past_offers_total"] = past[i]
+                if learned is not None:
+                    data["learned_profile"] = learned[i]
             if self._by_past_offer and direction != "neutral":
-                offers, values = self._top_past_offers(i, direction)
-                data["past_offers"] = [
-                    {"offer_id": o, "title": self._ctx.title(o), "contribution": v}
-                    for o, v in zip(offers, values, strict=True)
-                ]
+                if self._names_past_offers(i, direction == "negative"):
+                    offers, values = self._top_past_offers(i, direction)
+                    data["past_offers"] = [
+                        {"offer_id": o, "title": self._ctx.title(o), "contribution": v}
+                        for o, v in zip(offers, values, strict=True)
+                    ]
             elif direction != "neutral":
                 note = self.templates.note(
                     "learned_profile" if self._ctx.history_mode == "identity" else "unsplit")
@@ -231,7 +272,15 @@ class OfferExplanations:
         return text
 
     def _history_words(self, i: int, negative: bool) -> str:
-        """The history criterion of the i-th offer, naming the past offers that weighed most."""
+        """The history criterion of the i-th offer, naming the past offers that weighed most, or,
+        when they did not move it that way together, the learned profile that did."""
+        if not self._names_past_offers(i, negative):
+            key = ("learned", negative)
+            text = self._texts.get(key)
+            if text is None:
+                text = self._texts[key] = self.templates.criterion(
+                    HISTORY, "negative" if negative else "positive", variant="_learned")
+            return text
         texts = self._history_texts.get(negative)
         if texts is None:
             texts = self._history_texts[negative] = [None] * len(self.attribution)
@@ -250,6 +299,22 @@ class OfferExplanations:
     @cached_property
     def _history_name(self) -> str:
         return self.templates.name(HISTORY)
+
+    def _names_past_offers(self, i: int, negative: bool) -> bool:
+        """Whether the past offers, together, moved the i-th offer in the criterion's direction."""
+        total = self._history_parts[0][i]
+        return total < 0 if negative else total > 0
+
+    @cached_property
+    def _history_parts(self) -> tuple[list[float], list[float] | None]:
+        """Per offer: the past offers' part of the history contribution, and the learned
+        profile's (None without one); they add up to it."""
+        block = self.split.of(self._history)
+        learned = None
+        if block.stop > block.start and self.split.learned[block.stop - 1]:
+            learned = self.split.relative[:, block.stop - 1].tolist()
+            block = slice(block.start, block.stop - 1)
+        return self.split.relative[:, block].sum(axis=1).tolist(), learned
 
     @cached_property
     def _by_past_offer(self) -> bool:
@@ -336,20 +401,26 @@ class OfferExplanations:
         """The full "why" of the i-th offer, JSON-ready."""
         a = self.attribution
         offer_id = self.offer_ids[i]
+        parts = self._parts[i]
+        contributions = dict.fromkeys(a.categories, 0.0)  # zero: not used
+        contributions.update(zip(self._categories[1:], parts[1:], strict=True))
         return {
             "offer_id": offer_id,
             "title": self._ctx.title(offer_id),
             "score": float(a.score[i]),
             "average_score": a.average_score,
             "criteria": [c.to_dict() for c in self.criteria(i)],
+            "minor": self.minor(i),
             "not_used": [n.to_dict() for n in self.not_used],
             "categories_used": [a.categories[g] for g in self._used],
             "personal_data_used": self.personal_data_used,
             "message": None if self.personal_data_used else self.templates.message("no_personal_data"),
             "attribution": {
                 "method": METHOD,
-                "base": float(a.base[i]),
-                "contributions": dict(zip(a.categories, map(float, a.contributions[i]), strict=True)),
+                "explains": EXPLAINS,
+                "value": float(a.score[i]) - a.average_score,
+                "base": parts[0],
+                "contributions": contributions,
             },
         }
 
@@ -357,13 +428,14 @@ class OfferExplanations:
 def explain_offers(
     artifact: Artifact, state: CustomerState, allowed: np.ndarray, offers: Sequence[int] | np.ndarray,
     *, consent: Consent | None = None, templates: Templates | None = None, max_items: int = 3,
+    min_share: float = MIN_SHARE,
 ) -> OfferExplanations:
     """Explanations of the offer columns `offers` for one customer under the mask `allowed`
     (consent, when given, only words why a category was not used)."""
     attribution = attribute(artifact.model, state, allowed, np.asarray(offers, dtype=np.intp))
     split = split_features(artifact, state, attribution)
     return OfferExplanations(artifact, state, attribution, split, consent=consent,
-                             templates=templates, max_items=max_items)
+                             templates=templates, max_items=max_items, min_share=min_share)
 
 
 def why(

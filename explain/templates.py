@@ -20,11 +20,12 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "names": (),
     "lists": ("separator", "last"),
     f"criteria.{POPULARITY}": DIRECTIONS,
-    "criteria.interaction_history": (*DIRECTIONS, "positive_unsplit", "negative_unsplit"),
+    "criteria.interaction_history": (*DIRECTIONS, "positive_unsplit", "negative_unsplit",
+                                     "positive_learned", "negative_learned"),
     "criteria.default": DIRECTIONS,
     "notes": ("learned_profile", "unsplit"),
     "not_used": NOT_USED_REASONS,
-    "messages": ("no_personal_data",),
+    "messages": ("no_personal_data", "minor"),
     "business_rules": ("boosted", "buried", "diversified", "why_boosted", "why_buried",
                        "why_excluded"),
 }
@@ -69,7 +70,8 @@ class Templates:
                   variant: str = "") -> str:
         """The template of a criterion: by attribute when worded, else by category, else default.
 
-        variant "_unsplit" is for history that cannot be split by past offer."""
+        variant "_unsplit" is for history that cannot be split by past offer, "_learned" for
+        history whose part a learned profile carried rather than the past offers."""
         if attribute is not None:
             worded = self.raw.get("attributes", {}).get(attribute, {}).get(direction)
             if worded:

@@ -145,7 +145,8 @@ def _services(settings: configuration.Settings) -> Services:
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
         consents=consents, consent_cache=consent_cache,
-        recommender=Recommender(cache, consent_cache, rules=_rules(settings)),
+        recommender=Recommender(cache, consent_cache, rules=_rules(settings),
+                                min_share=settings.min_share),
         auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds),
         metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer, secret=secret,
     )

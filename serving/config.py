@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from explain.criteria import MIN_SHARE
 from recommender.consent import REGIMES
 from serving.auth import MAX_TOKEN_SECONDS, ApiKey, ConfigError, parse_api_keys
 from serving.redis_store import DEFAULT_PREFIX
@@ -63,6 +64,9 @@ class Settings(BaseSettings):
                                                   "built-in one")
     max_k: int = Field(100, ge=1, validation_alias=_env("TRUSTREC_MAX_K"),
                        description="largest k a request may ask for")
+    min_share: float = Field(MIN_SHARE, ge=0, lt=1, validation_alias=_env("TRUSTREC_MIN_SHARE"),
+                             description="criteria under this share of an explanation are not "
+                                         "worded on their own: /why lists them together")
     max_body_bytes: int = Field(16 * 1024, ge=1, validation_alias=_env("TRUSTREC_MAX_BODY_BYTES"),
                                 description="largest request body")
     model_check_ms: int = Field(1000, ge=0, validation_alias=_env("TRUSTREC_MODEL_CHECK_MS"),

@@ -126,10 +126,11 @@ def _build(loaded: LoadedModel) -> ServedVersion:
 def explain_offers(
     version: ServedVersion, state: CustomerState, allowed: np.ndarray, offers: Sequence[int] | np.ndarray,
     *, consent: Consent | None = None, templates: Templates | None = None,
+    min_share: float = criteria.MIN_SHARE,
 ) -> OfferExplanations:
     """explain.criteria.explain_offers for a served version."""
     return criteria.explain_offers(version, state, allowed, offers, consent=consent,
-                                   templates=templates)
+                                   templates=templates, min_share=min_share)
 
 
 def not_used_only(

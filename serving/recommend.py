@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from explain.criteria import OfferExplanations
+from explain.criteria import MIN_SHARE, OfferExplanations
 from explain.templates import Templates
 from recommender.consent import FULL, NONE, SEGMENT, Consent, category_mask
 from recommender.fairness.rerank import CalibratedReranker
@@ -78,10 +78,12 @@ class Recommender:
     def __init__(
         self, cache: ModelCache, consents: ConsentCache, *, templates: Templates | None = None,
         top_criteria: int = TOP_CRITERIA, rules: RulesFile | None = None,
+        min_share: float = MIN_SHARE,
     ) -> None:
         self.cache, self.consents = cache, consents
         self.templates = templates or Templates.default()
         self.top_criteria = top_criteria
+        self.min_share = min_share
         self.rules = rules
         self._rerankers: dict[tuple[str, float], CalibratedReranker] = {}
 
@@ -110,7 +112,8 @@ class Recommender:
         columns, scores, outcome = self._ranked(version, view, allowed, query, exclude, rules)
         if query.explain:
             explanations = explain_offers(version, view.state, allowed, columns,
-                                          consent=decision.consent, templates=self.templates)
+                                          consent=decision.consent, templates=self.templates,
+                                          min_share=self.min_share)
         else:
             explanations = not_used_only(version, view.state, allowed,
                                          consent=decision.consent, templates=self.templates)
@@ -177,7 +180,7 @@ class Recommender:
                            "offer_id")
         explanations = explain_offers(
             version, view.state, allowed, [column], consent=decision.consent,
-            templates=self.templates)
+            templates=self.templates, min_share=self.min_share)
         payload = explanations.payload(0)
         del payload["not_used"], payload["categories_used"]  # in the envelope, named as elsewhere
         rules = self._rules(version)

@@ -197,7 +197,8 @@ def test_why_gives_base_every_contribution_past_offers_and_how_to_change_it(clie
     attribution = why["attribution"]
     assert set(attribution["contributions"]) == set(ALL)
     assert attribution["base"] + sum(attribution["contributions"].values()) == pytest.approx(
-        top["score"], abs=1e-9)
+        attribution["value"], abs=1e-9)
+    assert attribution["value"] == pytest.approx(top["score"] - why["average_score"], abs=1e-9)
     history = [c for c in why["criteria"] if c["category"] == HISTORY]
     assert history and history[0]["data"]["past_offers"]  # split exactly by past offer
     past = set(small_artifact().histories[CUSTOMER])

@@ -18,7 +18,7 @@ import shap
 from trained import movielens_artifact, synthetic_artifact
 
 from explain.attributions import Attribution, attribute, base_values
-from explain.criteria import explain_offers, why
+from explain.criteria import direction_of, explain_offers, why
 from explain.splits import split_features
 from explain.templates import Templates
 from recommender.additive import AdditiveModel
@@ -458,11 +458,14 @@ def test_payload_is_json_ready_and_consistent(artifact):
         payload = why(artifact, state, allowed, artifact.offers.index[column])
         again = json.loads(json.dumps(payload))
         assert again == payload
-        contributions = again["attribution"]["contributions"]
-        assert again["attribution"]["base"] + sum(contributions.values()) == \
-            pytest.approx(again["score"], abs=1e-6)
-        assert sum(c["contribution"] for c in again["criteria"]) == \
-            pytest.approx(again["score"] - again["average_score"], abs=1e-6)
+        attribution = again["attribution"]
+        assert attribution["value"] == pytest.approx(again["score"] - again["average_score"],
+                                                     abs=1e-9)
+        assert attribution["base"] + sum(attribution["contributions"].values()) == \
+            pytest.approx(attribution["value"], abs=1e-9)
+        minor = again["minor"]["parts"] if again["minor"] else []
+        assert sum(c["contribution"] for c in again["criteria"] + minor) == \
+            pytest.approx(attribution["value"], abs=1e-9)
     with pytest.raises(KeyError):
         why(artifact, state, allowed, "no-such-offer")
 
@@ -568,3 +571,52 @@ def test_history_as_past_offers_alone_leaves_the_segments_unexplained():
     blend = driver_agreement(synthetic_blend(), storefront())
     print(f"\nhistory as past offers alone: top category is the driver for {items:.1%}")
     assert items < blend - 0.2
+
+
+def words_against_numbers(artifact: Artifact, customers: list[str], k: int = 10) -> dict:
+    """Over every criterion of every customer's top-k /why: how many state a direction other than
+    the sign of their own number in the same payload (popularity's is `base`), how many name past
+    offers that together did not move the offer that way, and the worst |base + sum - value|."""
+    allowed = np.ones(len(artifact.model.categories), dtype=bool)
+    counts = {"criteria": 0, "opposite": 0, "bought_but_lowered": 0, "worded_under_threshold": 0,
+              "gap": 0.0}
+    for customer_id in customers:
+        state = customer_state(artifact, customer_id)
+        columns, _ = rank(artifact, state, allowed, k)
+        explanations = explain_offers(artifact, state, allowed, columns)
+        for i in range(len(columns)):
+            payload = explanations.payload(i)
+            numbers = payload["attribution"]
+            counts["gap"] = max(counts["gap"], abs(
+                numbers["base"] + sum(numbers["contributions"].values()) - numbers["value"]))
+            for c in payload["criteria"]:
+                counts["criteria"] += 1
+                number = (numbers["base"] if c["category"] == "popularity"
+                          else numbers["contributions"][c["category"]])
+                counts["opposite"] += c["direction"] != direction_of(number)
+                counts["worded_under_threshold"] += c["share"] < explanations.min_share
+                named = c["data"].get("past_offers")
+                if named:
+                    moved = c["data"]["past_offers_total"]
+                    counts["bought_but_lowered"] += (moved <= 0 if c["direction"] == "positive"
+                                                     else moved >= 0)
+    return counts
+
+
+@pytest.mark.parametrize("model", ["stack", "hybrid blend"])
+def test_words_say_what_the_numbers_say(model):
+    artifact = synthetic_artifact() if model == "stack" else synthetic_blend()
+    counts = words_against_numbers(artifact, list(artifact.customer_rows)[:400])
+    print(f"\nsynthetic, {model}, 400 customers' top 10: {counts}")
+    assert counts["criteria"] > 4000
+    assert counts["opposite"] == counts["bought_but_lowered"] == 0
+    assert counts["worded_under_threshold"] == 0 and counts["gap"] < 1e-9
+
+
+@pytest.mark.slow
+def test_words_say_what_the_numbers_say_on_movielens():
+    artifact = movielens_artifact()
+    counts = words_against_numbers(artifact, list(artifact.customer_rows)[:400])
+    print(f"\nML-100K, 400 customers' top 10: {counts}")
+    assert counts["opposite"] == counts["bought_but_lowered"] == 0
+    assert counts["worded_under_threshold"] == 0 and counts["gap"] < 1e-9

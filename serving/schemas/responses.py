@@ -127,10 +127,30 @@ class Offers(Envelope):
 
 
 class Attribution(Body):
+    """One exact Shapley decomposition of the offer's advantage; the criteria's words, directions
+    and shares come from these numbers."""
     method: str
-    base: float = Field(description="The average customer's score.")
-    contributions: dict[str, float] = Field(description="Every category's exact contribution; "
-                                                        "zero when not used.")
+    explains: str = Field(description="What value is, in words.")
+    value: float = Field(description="How far this offer's score stands above the customer's "
+                                     "average score over the catalog (score - average_score).")
+    base: float = Field(description="That advantage for the average customer: the popularity "
+                                    "criterion's contribution.")
+    contributions: dict[str, float] = Field(description="Every category's exact part of value; "
+                                                        "zero when not used. base + their sum "
+                                                        "== value.")
+
+
+class MinorPart(Body):
+    category: str
+    contribution: float
+    share: float = Field(ge=0, le=1)
+
+
+class Minor(Body):
+    """Criteria too small to word one by one (under TRUSTREC_MIN_SHARE each)."""
+    text: str
+    share: float = Field(ge=0, le=1)
+    parts: list[MinorPart]
 
 
 class Link(Body):
@@ -149,7 +169,9 @@ class Why(Envelope):
     title: str
     score: float
     average_score: float
-    criteria: list[Criterion]
+    criteria: list[Criterion] = Field(description="Each at least TRUSTREC_MIN_SHARE of the "
+                                                  "explanation; the others are in minor.")
+    minor: Minor | None
     personal_data_used: bool
     message: str | None
     attribution: Attribution

@@ -75,6 +75,7 @@ function explanation(why) {
   parts.push(el("p", {}, "What made this offer more or less likely for you:"),
     el("ol", { class: "why-criteria" }, ...why.criteria.map((c) => el("li", { "data-category": c.category }, c.text))));
   parts.push(el("h4", {}, "How much each counted"), chart(why.criteria));
+  if (why.minor) parts.push(el("p", { class: "muted minor" }, why.minor.text));
   const history = why.criteria.find((c) => c.category === HISTORY && c.data?.past_offers?.length);
   if (history) {
     const past = history.data.past_offers;
@@ -88,8 +89,8 @@ function explanation(why) {
     ? el("ul", { class: "not-used" }, ...why.categories_not_used.map((c) => el("li", { "data-category": c.category }, c.text)))
     : el("p", {}, "Every kind of data you allowed was used."));
   parts.push(el("p", { class: "muted" },
-    `Chosen by model ${why.model_version}. The amounts are exact: together with the average `,
-    "customer's score they add up to this offer's score. ",
+    `Chosen by model ${why.model_version}. The amounts are exact: they add up to how far this `,
+    "offer stands above your typical offer. ",
     el("a", { href: "/pages/privacy" }, "Change what may be used")));
   return parts;
 }
