@@ -125,12 +125,15 @@ def training_data(
 ) -> tuple[Dataset, dict[str, int]]:
     """The part of `dataset` that consent lets a training run learn from, and what was left out.
 
-    A customer who did not allow interaction_history gives no interactions; the attributes of every
-    category a customer did not allow are blanked (unknown), so training uses no data the customer
-    withheld. Customers without a record get `default` (the deployment's regime).
+    Training uses of each customer what serving may use (effective_categories): the level counts as
+    much as the categories. A customer whose interaction_history may not be used (not allowed, or
+    level segment or none) gives no interactions; the attributes of every category that may not
+    be used are blanked (unknown), so at level none nothing of the customer trains the model.
+    Customers without a record get `default` (the deployment's regime).
     """
     taxonomy = dataset.taxonomy
-    allowed = [consents.get(str(c), default).allowed for c in dataset.customer_ids]
+    decided = [consents.get(str(c), default) for c in dataset.customer_ids]
+    allowed = [effective_categories(consent, taxonomy) for consent in decided]
     withheld_history = {
         str(c) for c, a in zip(dataset.customer_ids, allowed, strict=True) if HISTORY not in a
     }
@@ -148,6 +151,8 @@ def training_data(
         ),
         "interactions_excluded": int((~keep).sum()),
         "attribute_values_withheld": blanked,
+        "customers_at_level_segment": sum(consent.level == SEGMENT for consent in decided),
+        "customers_at_level_none": sum(consent.level == NONE for consent in decided),
     }
     interactions = dataset.interactions[keep].reset_index(drop=True)
     view = replace(dataset, customers=customers, interactions=interactions)

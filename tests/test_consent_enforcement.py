@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trained import movielens_artifact, synthetic_artifact, synthetic_dataset
+from trained import artifact_for, movielens_artifact, synthetic_artifact, synthetic_dataset
 
 from recommender.consent import LEVELS, Consent, category_mask, default_consent, training_data
 from recommender.ranking import customer_state, rank
@@ -118,3 +120,33 @@ def test_opt_in_regime_trains_on_nobody_without_a_record():
     view, counts = training_data(dataset, {}, default_consent(dataset.taxonomy, "opt_in"))
     assert len(view.interactions) == 0
     assert counts["interactions_excluded"] == len(dataset.interactions)
+
+
+def test_training_honours_the_level():
+    """segment: attributes only; none: nothing at all. A customer at level none contributes
+    nothing to the trained model: with their data changed, retraining gives identical arrays."""
+    dataset = synthetic_dataset()
+    taxonomy = dataset.taxonomy
+    everything = frozenset(taxonomy.categories)
+    at_none, at_segment = (str(c) for c in dataset.customer_ids[:2])
+    consents = {at_none: Consent(everything, "none"), at_segment: Consent(everything, "segment")}
+    default = default_consent(taxonomy, "opt_out")
+    view, counts = training_data(dataset, consents, default)
+    assert counts["customers_at_level_none"] == counts["customers_at_level_segment"] == 1
+    assert not view.interactions["customer_id"].isin([at_none, at_segment]).any()
+    assert view.customers.loc[at_none].isna().all()
+    assert view.customers.loc[at_segment].notna().any()
+
+    # the customer at none buys other offers and tells other attributes: nothing changes
+    interactions = dataset.interactions.copy()
+    theirs = interactions["customer_id"] == at_none
+    offers = dataset.offers.index.to_numpy()
+    interactions.loc[theirs, "offer_id"] = offers[: int(theirs.sum())]
+    customers = dataset.customers.copy()
+    customers.loc[at_none] = customers.loc[str(dataset.customer_ids[5])].to_numpy()
+    changed = replace(dataset, customers=customers, interactions=interactions)
+    changed_view, _ = training_data(changed, consents, default)
+    first = artifact_for(view).model
+    second = artifact_for(changed_view).model
+    for name in ("item_vectors", "item_bias", "partial_vectors", "partial_bias", "mean_vectors"):
+        assert getattr(first, name).tobytes() == getattr(second, name).tobytes(), name
