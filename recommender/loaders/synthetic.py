@@ -66,6 +66,10 @@ ATTRIBUTE_VALUES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
 DRIVER_ATTRIBUTES: dict[str, str] = {
     "demographics": "age_band", "location": "region", "profile": "occupation",
 }
+# A null group: customers driven by nothing, whose offers are drawn uniformly from the catalog.
+# Whatever an explanation says drove them is what it says by chance (the lift of driver recovery
+# is measured against them).
+RANDOM = "random"
 DEFAULT_DRIVER_MIX: dict[str, float] = {
     HISTORY: 0.4, "demographics": 0.2, "location": 0.2, "profile": 0.2,
 }
@@ -96,8 +100,9 @@ PERIOD = 365 * 24 * 3600
 class Storefront:
     """The dataset and the truth behind it (all Series indexed by customer_id).
 
-    driver: the data category that drove the customer's interest; driver_attribute: the attribute
-    behind it (NaN for interaction_history); preferred_categories: the offer categories the
+    driver: the data category that drove the customer's interest, or "random" (the null group:
+    uniform choices); driver_attribute: the attribute behind it (NaN for interaction_history and
+    random); preferred_categories: the offer categories the
     customer mostly buys in (their segment value's, or their personal favourites); noisy: whether
     the customer's interactions carry the planted noise (their gender is disparity_group[1] and
     disparity > 0)."""
@@ -164,6 +169,7 @@ def generate_storefront(
         + popularity_noise * popularity
     noisy = (customers["gender"].to_numpy() == disparity_group) & (disparity > 0)
     choice[noisy] = (1 - disparity) * choice[noisy] + disparity / n_offers
+    choice[driver == RANDOM] = 1.0 / n_offers
 
     interactions = _draw(choice, low, high, click_share, rng)
     interactions["customer_id"] = customers.index.to_numpy()[interactions["customer_id"]]
@@ -206,11 +212,11 @@ def _check(n_customers: int, n_offers: int, low: int, high: int, strength: float
                         ("disparity", disparity), ("click_share", click_share)):
         if not 0 <= value <= 1:
             raise DataError(f"must be between 0 and 1, not {value}", field=name)
-    unknown = [d for d in drivers if d != HISTORY and d not in DRIVER_ATTRIBUTES]
+    unknown = [d for d in drivers if d not in (HISTORY, RANDOM) and d not in DRIVER_ATTRIBUTES]
     if unknown or not drivers or any(v < 0 for v in drivers.values()) \
             or sum(drivers.values()) <= 0:
-        raise DataError(f"drivers must give non-negative shares to {HISTORY} or "
-                        f"{', '.join(DRIVER_ATTRIBUTES)}", field="drivers")
+        raise DataError(f"drivers must give non-negative shares to {HISTORY}, "
+                        f"{', '.join(DRIVER_ATTRIBUTES)} or {RANDOM}", field="drivers")
 
 
 def _offers(n_offers: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
