@@ -34,6 +34,7 @@ from redis.exceptions import LockError, WatchError
 from redis.lock import Lock
 from tqdm import tqdm
 
+from explain.importance import main_parameters
 from recommender.artifacts import Artifact, load_artifact
 from serving.redis_store import (
     DEFAULT_PREFIX,
@@ -155,7 +156,9 @@ def _write(
         raise ModelStoreError(
             f"artifact {version}: {len(artifact.customers)} customers but {n} model rows"
         )
-    manifest = json.dumps(artifact.manifest, default=_json_default)
+    # the main parameters' importance, published with the version for the policy (DSA Art. 27)
+    manifest = json.dumps(artifact.manifest | {"main_parameters": main_parameters(artifact)},
+                          default=_json_default)
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.pending, {version: time.time()})
         pipe.set(keys.manifest(version), manifest).set(keys.items(version), items)

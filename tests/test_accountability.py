@@ -318,11 +318,20 @@ def test_policy_and_model_card_are_public(make_app, tmp_path):
     assert card["metrics"]["test"] == artifact.manifest["metrics"]["test"]
     assert card["fairness_audit"].startswith("# Fairness audit")
     assert "does_not_use" in card
+    # the main parameters, with their importance in the live model (computed at publish)
+    parameters = {p["parameter"]: p for p in body["main_parameters"]}
+    assert list(parameters) == ["popularity", *artifact.model.categories, "business_rules",
+                                "calibration"]
+    scored = [p["importance"] for p in body["main_parameters"][:-2]]
+    assert sum(scored) == pytest.approx(1.0) and all(0 <= s <= 1 for s in scored)
+    assert parameters["business_rules"]["importance"] is None
+    assert parameters["business_rules"]["in_force"] is False
+    assert all(p["text"] for p in body["main_parameters"])
 
 
 def test_policy_without_a_model_still_answers(make_app):
     body = make_app(None).test_client().get("/v1/policy").get_json()
-    assert body["model_card"] is None and body["categories"]
+    assert body["model_card"] is None and body["main_parameters"] is None and body["categories"]
 
 
 # --- public statistics -----------------------------------------------------------------------------

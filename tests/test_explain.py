@@ -661,3 +661,29 @@ def test_words_say_what_the_numbers_say_on_movielens():
     print(f"\nML-100K, 400 customers' top 10: {counts}")
     assert counts["opposite"] == counts["bought_but_lowered"] == 0
     assert counts["worded_under_threshold"] == 0 and counts["gap"] < 1e-9
+
+
+def test_main_parameters_are_the_mean_absolute_parts_of_the_explanations():
+    """What the policy publishes as each parameter's importance is the same decomposition as
+    every /why: recomputed here from the payloads of the sampled customers' top offers."""
+    from explain.importance import main_parameters
+
+    artifact = synthetic_artifact()
+    published = main_parameters(artifact, customers=30, k=5)
+    sample = np.random.default_rng(0).permutation(len(artifact.customer_rows))[:30]
+    ids = list(artifact.customer_rows)
+    allowed = np.ones(len(artifact.model.categories), dtype=bool)
+    totals = dict.fromkeys(["popularity", *artifact.model.categories], 0.0)
+    for position in sample:
+        state = customer_state(artifact, ids[position])
+        columns, _ = rank(artifact, state, allowed, 5)
+        explanations = explain_offers(artifact, state, allowed, columns)
+        for i in range(len(columns)):
+            numbers = explanations.payload(i)["attribution"]
+            totals["popularity"] += abs(numbers["base"])
+            for category, value in numbers["contributions"].items():
+                totals[category] += abs(value)
+    whole = sum(totals.values())
+    assert published["importance"] == pytest.approx({k: v / whole for k, v in totals.items()})
+    assert published["customers"] == 30 and sum(published["importance"].values()) == \
+        pytest.approx(1.0)

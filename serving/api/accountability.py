@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, g, jsonify
 
-from explain.templates import Templates
+from explain.templates import POPULARITY, Templates
 from recommender.consent import LEVELS
 from serving.api import params
 from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
@@ -44,6 +44,8 @@ bp = Blueprint("accountability", __name__)
 # long for it before answering "unknown". Only for ids shaped like ours, so that made-up ids cannot
 # hold a worker.
 FEEDBACK_WAIT_S = 0.3
+POPULARITY_TEXT = ("How popular an offer is with all customers: every customer's starting point, "
+                   "and all that is used without personal data.")
 LEVEL_TEXT = {
     "full": "Every kind of data you allowed, including your own purchases, ratings and clicks.",
     "segment": "Only coarse data you allowed (age band, region, profile): offers popular with "
@@ -235,7 +237,9 @@ def policy():
         log.warning("policy without a model card: %s", exc)
         model = None
     card = None
+    parameters = None
     if model is not None:
+        parameters = _main_parameters(model, services, templates)
         manifest = model.manifest
         in_model = model.in_model
         categories = model.model.categories
@@ -279,10 +283,35 @@ def policy():
                     "text": settings.contact or "Send feedback of kind talk_to_person on any "
                                                 "offer: a person takes it up and you get a "
                                                 "case id."},
+        "main_parameters": parameters,
         "model_card": card,
     })
     response.headers["Cache-Control"] = "public, max-age=60"
     return response
+
+
+def _main_parameters(model, services, templates: Templates) -> list[dict]:
+    """Every parameter that decides offers, with its importance in the live model where it is
+    part of the score (computed when the version was published: explain.importance)."""
+    published = model.manifest.get("main_parameters") or {}
+    importance = published.get("importance", {})
+    taxonomy = services.consents.taxonomy
+    rules = services.recommender.rules
+    method = published.get("method")
+    out = [{"parameter": name, "name": templates.name(name), "importance": importance.get(name),
+            "method": method,
+            "text": POPULARITY_TEXT if name == POPULARITY else taxonomy.purposes.get(name, "")}
+           for name in (POPULARITY, *model.model.categories)]
+    out.append({"parameter": "business_rules", "name": "The shop's own rules", "importance": None,
+                "method": None, "in_force": rules is not None and rules.version is not None,
+                "text": "After scoring, the shop's rules may exclude, promote or place lower "
+                        "offers or categories, cap a category and add variety among the model's "
+                        "best 100; offers they move say so."})
+    out.append({"parameter": "calibration", "name": "Matching your mix of categories",
+                "importance": None, "method": None,
+                "text": "Only when the shop asks for it (calibrate): the best 100 are re-ordered "
+                        "towards the mix of categories in your own past purchases."})
+    return out
 
 
 # --- public statistics ------------------------------------------------------------------------------

@@ -343,6 +343,19 @@ class ModelCard(Body):
                                                    "never audited.")
 
 
+class MainParameter(Body):
+    """A parameter that decides offers (DSA Art. 27): a data category, popularity, the shop's
+    rules or calibration."""
+    parameter: str
+    name: str
+    importance: float | None = Field(ge=0, le=1, description=(
+        "Its share of what sets offers apart in the live model (see method); null for what is "
+        "applied after scoring, not part of the score."))
+    method: str | None
+    text: str
+    in_force: bool = absent("For business rules: whether the shop has rules in force.")
+
+
 class Policy(Body):
     request_id: str
     automated: Literal[True]
@@ -354,6 +367,9 @@ class Policy(Body):
     opt_out: dict[str, Any]
     erasure: dict[str, Any]
     contact: dict[str, Any]
+    main_parameters: list[MainParameter] | None = Field(description=(
+        "Every parameter that decides offers with its relative importance; null without a "
+        "model."))
     model_card: ModelCard | None
 
 

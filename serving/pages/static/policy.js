@@ -29,6 +29,15 @@ async function start() {
       policy.contact.text.includes("talk_to_person") ? null : el("p", {}, policy.contact.text)),
     section("How long records are kept", el("p", {}, policy.retention.text)),
   ];
+  if (policy.main_parameters) {
+    const percent = (p) => (p.importance === null ? "applied after scoring" : `${Math.round(p.importance * 100)}%`);
+    parts.push(section("What decides your offers, and how much",
+      el("p", {}, "Offers are ranked by how far each stands above your typical offer. How much each thing counts in the model in use, on average:"),
+      el("table", { class: "main-parameters" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "What"), el("th", { scope: "col" }, "Counts for"), el("th", { scope: "col" }, "How it is used"))),
+        el("tbody", {}, ...policy.main_parameters.map((p) => el("tr", { "data-parameter": p.parameter },
+          el("th", { scope: "row" }, p.name), el("td", {}, percent(p)), el("td", {}, p.text)))))));
+  }
   const card = policy.model_card;
   if (card) {
     parts.push(section("The model in use",
