@@ -1,9 +1,10 @@
 """Category importance across many customers and offers, for marketers: shap.Explanation objects
 that shap.plots.waterfall (one row), bar and beeswarm draw.
 
-Values are the exact per-category SHAP values of the score (explain.attributions) with the average
-customer's score as base value; data is 1 where a category was used, 0 where consent or missing
-data kept it out, so a beeswarm colours points by use.
+Values are the exact per-category SHAP values of the offer's advantage, the quantity every "Why do
+I see this?" explains (explain.criteria), with the average customer's advantage as base value;
+data is 1 where a category was used, 0 where consent or missing data kept it out, so a beeswarm
+colours points by use.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from recommender.ranking import customer_state, rank
 def population_explanations(
     artifact: Artifact, customer_ids: Sequence[str], offer_ids: Sequence[str] | None = None, *,
     k: int = 1, consent: Consent | Mapping[str, Consent] | None = None,
-    templates: Templates | None = None, relative: bool = False,
+    templates: Templates | None = None, relative: bool = True,
 ) -> shap.Explanation:
     """One row per (customer, offer): the given offers for every customer, or each customer's top k
     under their consent (None: every category allowed; a mapping: per customer, missing customers
     get no personal data, as when a consent record cannot be read).
 
-    relative: explain the score relative to the customer's catalog average, as the criteria do
-    (base value: base(i) - mean base), instead of the score itself. The raw values include, per
-    customer, shifts that move all their offers alike (LightFM leaves them arbitrary); for "which
-    categories decide what customers are offered", plot the relative ones."""
+    relative: explain the advantage (the score relative to the customer's catalog average, base
+    value base(i) - mean base), as the criteria do; False explains the raw score, whose values
+    include per-customer shifts that move all of a customer's offers alike and decide nothing."""
     model = artifact.model
     templates = templates or Templates.default()
     ctx = context(artifact)

@@ -19,7 +19,7 @@ from recommender.consent import Consent
 from recommender.loaders import generate_storefront
 from recommender.models.hybrid import HybridRecommender
 from recommender.models.implicit_models import ALSRecommender
-from recommender.ranking import customer_state
+from recommender.ranking import customer_state, rank
 from recommender.taxonomy import HISTORY
 
 matplotlib.use("Agg")
@@ -46,7 +46,7 @@ def test_population_explanation_holds_the_exact_values():
     _, artifact = small()
     customers = list(artifact.customer_rows)[:30]
     offers = list(artifact.offer_columns)[:4]
-    explanation = population_explanations(artifact, customers, offers)
+    explanation = population_explanations(artifact, customers, offers, relative=False)
     categories = artifact.model.categories
     assert explanation.values.shape == (120, len(categories))
     assert explanation.feature_names == [Templates.default().name(c) for c in categories]
@@ -74,8 +74,13 @@ def test_population_follows_consent_and_shap_plots_draw_it():
     assert (explanation.values[:, history] == 0).all() and (explanation.data[:, history] == 0).all()
     unrecorded = np.repeat(np.arange(40) % 2 == 1, 3)
     assert (explanation.values[unrecorded] == 0).all() and (explanation.data[unrecorded] == 0).all()
-    relative = population_explanations(artifact, customers[:5], k=2, relative=True)
+    relative = population_explanations(artifact, customers[:5], k=2)
     assert relative.values.shape == (10, 4)
+    state = customer_state(artifact, customers[0])
+    a = attribute(artifact.model, state, np.ones(4, dtype=bool), rank(artifact, state,
+                  np.ones(4, dtype=bool), 2)[0])
+    np.testing.assert_array_equal(relative.values[:2], a.relative)  # the advantage, as /why
+    np.testing.assert_array_equal(relative.base_values[:2], a.relative_base)
     for draw in (lambda e: shap.plots.waterfall(e[0], show=False),
                  lambda e: shap.plots.bar(e, show=False),
                  lambda e: shap.plots.beeswarm(e, show=False)):

@@ -320,7 +320,7 @@ def offer_explanation(artifact: Artifact, customer_id: object, offer_id: object 
         if str(offer_id) not in artifact.offer_columns:
             raise DataError(f"unknown offer {offer_id!r}", field="offer_id")
         offers = [str(offer_id)]
-    return population_explanations(artifact, [customer_id], offers, k=1, relative=True,
+    return population_explanations(artifact, [customer_id], offers, k=1,
                                    consent=_consent(artifact, consent))[0]
 
 
@@ -336,7 +336,7 @@ def category_importance(artifact: Artifact, customers: int | Sequence[str] = 300
         customers = [str(c) for c in ids[np.sort(chosen)]]
     else:
         customers = [_known(artifact, c) for c in customers]
-    return population_explanations(artifact, customers, k=k, relative=True,
+    return population_explanations(artifact, customers, k=k,
                                    consent=_consent(artifact, consent))
 
 
