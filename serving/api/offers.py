@@ -24,6 +24,7 @@ DEFAULT_K = 10
 def offers(customer_id: str):
     customer_id = params.customer_id(customer_id)
     services = current_app.extensions["trustrec"]
+    g.request_id = services.request_ids.mint(customer_id)  # feedback can tell whose it is
     args = params.Query().only(OFFERS_PARAMS, (ATTRIBUTE_PREFIX,))
     spec = _filter(args)
     query = OffersQuery(
@@ -49,8 +50,9 @@ def offers(customer_id: str):
 @require(STOREFRONT, ADMIN, own_customer=True)
 def why(customer_id: str, offer_id: str):
     customer_id = params.customer_id(customer_id)
-    attributes = params.Query().only((), (ATTRIBUTE_PREFIX,)).prefixed(ATTRIBUTE_PREFIX)
     services = current_app.extensions["trustrec"]
+    g.request_id = services.request_ids.mint(customer_id)
+    attributes = params.Query().only((), (ATTRIBUTE_PREFIX,)).prefixed(ATTRIBUTE_PREFIX)
     result = services.recommender.why(customer_id, offer_id, attributes)
     return _respond(services, "why", result, {"offer_id": offer_id, "attributes": dict(attributes or {})})
 

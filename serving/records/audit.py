@@ -28,12 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.records.consent import MAX_ID_LENGTH
 from serving.records.database import begin_write, metadata
+from serving.records.journal import Journal, orphans
 from serving.served import ServedRecord
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,9 @@ feedback_table = sa.Table(
     sa.Column("text", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("case_id", sa.String(64), nullable=True),
+    # whether the offer was in the response: null until the response's audit record is written
+    # (feedback on a signed request id is taken before that; the record's writer settles it)
+    sa.Column("offer_served", sa.Boolean, nullable=True),
 )
 
 cases_table = sa.Table(
@@ -163,7 +168,7 @@ class AuditWriter:
         self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 500,
         block_ms: int = 50, on_full: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.perf_counter, linger_ms: float = 50,
-        secret: str | None = None,
+        secret: str | None = None, journal: str | Path | None = None,
     ) -> None:
         self.engine, self.batch_size, self.block_s = engine, batch_size, block_ms / 1000
         # with the serving secret, rows of customers erased after being served are never written:
@@ -175,6 +180,12 @@ class AuditWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._pending: dict[str, dict] = {}  # request id -> row, until committed
         self._lock = threading.Lock()
+        # journal: rows are appended there before the response leaves (serving.records.journal)
+        self._journal = None
+        self._segment_of: dict[str, str] = {}  # request id -> its journal segment
+        if journal is not None:
+            self._replay(journal)
+            self._journal = Journal(journal)
         self._closed = False
         self._hurry = threading.Event()  # set by flush() and close(): stop lingering
         self._thread = threading.Thread(target=self._run, name="trustrec-audit", daemon=True)
@@ -189,6 +200,8 @@ class AuditWriter:
         row = row_from(record, latency_ms)
         with self._lock:
             self._pending[row["request_id"]] = row
+            if self._journal is not None:
+                self._segment_of[row["request_id"]] = self._journal.append(row)
         if not self._closed:
             try:
                 self._queue.put(row, timeout=self.block_s)
@@ -201,9 +214,11 @@ class AuditWriter:
                             self._queue.maxsize, row["request_id"])
         try:
             self._write([row])  # raises: the client gets a 500, the row is not lost silently
-        finally:
+        except Exception:
             with self._lock:
                 self._pending.pop(row["request_id"], None)
+            raise
+        self._committed([row])
 
     # --- reading what may not be committed yet ------------------------------------------------
     def pending(self, request_id: str) -> dict | None:
@@ -241,7 +256,10 @@ class AuditWriter:
             self._hurry.set()
             self._thread.join(timeout=30)
         if self._pending:
-            log.error("audit writer closed with %d rows not written", len(self._pending))
+            log.error("audit writer closed with %d rows not written%s", len(self._pending),
+                      "; they stay in the journal" if self._journal is not None else "")
+        if self._journal is not None:
+            self._journal.close()
 
     # --- the background thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -288,16 +306,46 @@ class AuditWriter:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            with self._lock:
-                for row in batch:
-                    self._pending.pop(row["request_id"], None)
+            self._committed(batch)
             return
+
+    def _committed(self, rows: list[dict]) -> None:
+        with self._lock:
+            for row in rows:
+                self._pending.pop(row["request_id"], None)
+                segment = self._segment_of.pop(row["request_id"], None)
+                if segment is not None:
+                    self._journal.committed(segment)
+
+    def _replay(self, directory: str | Path) -> None:
+        """Commit the rows journalled by processes that died before their writer did."""
+        for path, rows in orphans(directory):
+            try:
+                with begin_write(self.engine) as connection:
+                    ids = [row["request_id"] for row in rows]
+                    present = set()
+                    for start in range(0, len(ids), 500):
+                        present |= set(connection.execute(
+                            sa.select(served_table.c.request_id).where(
+                                served_table.c.request_id.in_(ids[start:start + 500]))).scalars())
+                    missing = self._not_erased(
+                        connection, [row for row in rows if row["request_id"] not in present])
+                    if missing:
+                        connection.execute(sa.insert(served_table), missing)
+                        _settle_feedback(connection, missing)
+            except Exception as exc:  # the database may be down: the next start tries again
+                log.error("audit journal %s not replayed: %s", path, exc)
+                continue
+            path.unlink(missing_ok=True)
+            log.warning("audit journal %s: %d rows of a process that died committed (%d were "
+                        "already)", path.name, len(missing), len(rows) - len(missing))
 
     def _write(self, rows: list[dict]) -> None:
         with begin_write(self.engine) as connection:
             rows = self._not_erased(connection, rows)
             if rows:
                 connection.execute(sa.insert(served_table), rows)
+                _settle_feedback(connection, rows)
 
     def _not_erased(self, connection: sa.Connection, rows: list[dict]) -> list[dict]:
         if not self.secret:
@@ -314,6 +362,22 @@ class AuditWriter:
                                            and row["served_at"] <= erased[hashes[row["customer_id"]]])]
         log.info("audit: %d rows of erased customers not written", len(rows) - len(kept))
         return kept
+
+
+def _settle_feedback(connection: sa.Connection, rows: list[dict]) -> None:
+    """Feedback taken before these responses' records were written: was its offer served?"""
+    offers = {row["request_id"]: {o for o, _ in row["offers"]} for row in rows}
+    waiting = connection.execute(
+        sa.select(feedback_table.c.id, feedback_table.c.request_id, feedback_table.c.offer_id)
+        .where(feedback_table.c.request_id.in_(list(offers)),
+               feedback_table.c.offer_served.is_(None))).all()
+    for row in waiting:
+        served = row.offer_id in offers[row.request_id]
+        connection.execute(sa.update(feedback_table).where(feedback_table.c.id == row.id)
+                           .values(offer_served=served))
+        if not served:
+            log.warning("feedback %d named offer %r, not served in %s", row.id, row.offer_id,
+                        row.request_id)
 
 
 def _request_latency_ms(clock: Callable[[], float]) -> float | None:

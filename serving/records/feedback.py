@@ -13,8 +13,10 @@ from serving.records.database import begin_write
 
 
 def record_feedback(engine: Engine, *, request_id: str, customer_id: str, offer_id: str, kind: str,
-                    text: str | None, case_id: str | None, now: datetime) -> None:
-    """The feedback row, and the case it opens (case_id given), in one transaction."""
+                    text: str | None, case_id: str | None, now: datetime,
+                    offer_served: bool | None = True) -> None:
+    """The feedback row, and the case it opens (case_id given), in one transaction.
+    offer_served None: the response's audit record is not written yet (its writer settles it)."""
     with begin_write(engine) as connection:
         if case_id is not None:
             connection.execute(sa.insert(cases_table).values(
@@ -23,7 +25,7 @@ def record_feedback(engine: Engine, *, request_id: str, customer_id: str, offer_
                 updated_at=now))
         connection.execute(sa.insert(feedback_table).values(
             request_id=request_id, customer_id=customer_id, offer_id=offer_id, kind=kind,
-            text=text, created_at=now, case_id=case_id))
+            text=text, created_at=now, case_id=case_id, offer_served=offer_served))
 
 
 def list_cases(engine: Engine, status: str | None, limit: int) -> list[dict]:

@@ -28,15 +28,20 @@ def _window(connection, since: datetime | None, until: datetime) -> dict:
     def within(column):
         return sa.and_(column >= since, column <= until) if since is not None else column <= until
 
+    # feedback naming an offer its response did not serve counts for nothing
+    genuine = sa.or_(f.offer_served.is_(None), f.offer_served.is_(True))
+
     served = connection.execute(
         sa.select(s.endpoint, s.n_offers, s.latency_ms).where(within(s.served_at))).all()
     offers_served = sum(r.n_offers for r in served if r.endpoint == "offers")
     latencies = sorted(r.latency_ms for r in served if r.latency_ms is not None)
     kinds = dict(connection.execute(
-        sa.select(f.kind, sa.func.count()).where(within(f.created_at)).group_by(f.kind)).all())
+        sa.select(f.kind, sa.func.count()).where(within(f.created_at), genuine)
+        .group_by(f.kind)).all())
     distinct = {kind: connection.execute(
         sa.select(sa.func.count()).select_from(
-            sa.select(f.request_id, f.offer_id).where(within(f.created_at), f.kind == kind)
+            sa.select(f.request_id, f.offer_id).where(within(f.created_at), genuine,
+                                                      f.kind == kind)
             .distinct().subquery())).scalar_one() for kind in POSITIVE_KINDS}
     total_feedback = sum(kinds.values())
     positive = sum(kinds.get(kind, 0) for kind in POSITIVE_KINDS)
