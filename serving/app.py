@@ -35,9 +35,10 @@ from serving.metrics import Metrics
 from serving.pages import bp as customer_pages
 from serving.publish import connect
 from serving.recommend import Recommender
-from serving.records.audit import AuditWriter
+from serving.records.audit import AuditWriter, subject_hash
 from serving.records.consent import ConsentStore
 from serving.records.database import create_schema, make_engine
+from serving.records.erasure import is_tombstoned
 from serving.redis_store import ModelCache, RedisModelStore
 from serving.request_ids import RequestIds
 from serving.served import OnServed, ServedRecord
@@ -132,15 +133,16 @@ def _services(settings: configuration.Settings) -> Services:
         log.error("consent store unavailable at start-up: %s", exc)
         schema_ready = False
     taxonomy = Taxonomy.load(settings.taxonomy_path) if settings.taxonomy_path else Taxonomy.default()
-    consents = ConsentStore(engine, taxonomy, settings.consent_regime)
+    # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
+    secret = settings.secret_key or secrets.token_urlsafe(32)
+    consents = ConsentStore(engine, taxonomy, settings.consent_regime,
+                            erased=lambda customer_id: is_tombstoned(engine, customer_id, secret))
     consent_cache = ConsentCache(client, store.keys, consents, settings.consent_cache_seconds)
     consents.on_change = consent_cache.invalidate
     metrics = Metrics()
     queue_full = Counter(
         "trustrec_audit_queue_full", "Audit records written synchronously because the audit "
         "queue was full", registry=metrics._registry)
-    # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
-    secret = settings.secret_key or secrets.token_urlsafe(32)
     writer = AuditWriter(engine, queue_size=settings.audit_queue_size,
                          block_ms=settings.audit_block_ms, on_full=queue_full.inc, secret=secret,
                          journal=settings.audit_journal or None)
@@ -150,7 +152,9 @@ def _services(settings: configuration.Settings) -> Services:
         consents=consents, consent_cache=consent_cache,
         recommender=Recommender(cache, consent_cache, rules=_rules(settings),
                                 min_share=settings.min_share),
-        auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds),
+        auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds,
+                           revoked_at=lambda customer_id: store.tokens_revoked_at(
+                               subject_hash(customer_id, secret))),
         metrics=metrics, on_served=hook, schema_ready=schema_ready,
         request_ids=RequestIds(secret, settings.audit_retention_days * 86400), audit=writer,
         secret=secret,

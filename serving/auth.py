@@ -97,10 +97,15 @@ def parse_api_keys(text: str | None) -> tuple[ApiKey, ...]:
 
 
 class Authenticator:
+    """revoked_at(customer_id): the time up to which that customer's tokens are void (an erasure
+    revokes them), or None."""
+
     def __init__(self, keys: Iterable[ApiKey], secret: str,
-                 token_max_seconds: int = MAX_TOKEN_SECONDS) -> None:
+                 token_max_seconds: int = MAX_TOKEN_SECONDS,
+                 revoked_at: Callable[[str], float | None] | None = None) -> None:
         self.keys = tuple(keys)
         self.token_max_seconds = token_max_seconds
+        self.revoked_at = revoked_at
         self._tokens = URLSafeTimedSerializer(secret, salt=_TOKEN_SALT)
 
     # --- API keys --------------------------------------------------------------------------------
@@ -127,6 +132,9 @@ class Authenticator:
             return None
         ttl = payload.get("ttl")
         if not isinstance(ttl, int) or time.time() - issued.timestamp() > ttl:
+            return None
+        revoked = self.revoked_at(payload["sub"]) if self.revoked_at is not None else None
+        if revoked is not None and issued.timestamp() <= revoked:
             return None
         return payload["sub"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,12 +95,15 @@ def publish(
     artifact: Artifact | str | Path, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *,
     grace_seconds: float = DEFAULT_GRACE_SECONDS, progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int, int], None] | None = None,
+    exclude: Collection[str] = (),
 ) -> str:
     """Write `artifact` (or the artifact folder at that path) into Redis, make it current, remove
     versions out of service for longer than grace_seconds; return its version.
 
-    on_batch(written, total) runs after each batch of customers is written (progress for other
-    front ends than the tqdm bar, and tests)."""
+    exclude: customers not to write (erased since the artifact was trained: the caller reads the
+    tombstones); on a version already complete their keys are removed. on_batch(written, total)
+    runs after each batch of customers is written (progress for other front ends than the tqdm
+    bar, and tests)."""
     if not isinstance(artifact, Artifact):
         artifact = load_artifact(artifact)
     if batch_size < 1:
@@ -111,8 +114,11 @@ def publish(
     with _publish_lock(client, keys) as lock:
         if client.exists(keys.complete(version)):
             marker = None  # complete already: only `current` moves
+            if exclude:
+                client.unlink(*(keys.customer(version, c) for c in exclude))
         else:
-            marker = _write(artifact, client, keys, lock, batch_size, progress, on_batch)
+            marker = _write(artifact, client, keys, lock, batch_size, progress, on_batch,
+                            frozenset(exclude))
         _flip(client, keys, version, lock, marker)
         _collect(client, keys, grace_seconds, keep=version)
     return version
@@ -146,7 +152,7 @@ def _publish_lock(client: redis.Redis, keys: Keys) -> Iterator[Lock]:
 
 def _write(
     artifact: Artifact, client: redis.Redis, keys: Keys, lock: Lock, batch_size: int,
-    progress: bool, on_batch: Callable[[int, int], None] | None,
+    progress: bool, on_batch: Callable[[int, int], None] | None, exclude: frozenset[str],
 ) -> bytes:
     """Every key of the version but its complete marker, which is returned for _flip to set."""
     version = artifact.version
@@ -168,7 +174,9 @@ def _write(
             stop = min(start + batch_size, n)
             with client.pipeline(transaction=False) as pipe:
                 for record in customer_records(artifact, start, stop):
-                    pipe.set(keys.customer(version, record.customer_id), encode_customer(record))
+                    if record.customer_id not in exclude:
+                        pipe.set(keys.customer(version, record.customer_id),
+                                 encode_customer(record))
                 pipe.execute()
             _keep(lock)
             bar.update(stop - start)

@@ -14,6 +14,8 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     model:{version}:customer:{id}        one customer's partials, training history and attributes
     history:{id}                         offers posted since training (list; outlives versions)
     consent:{id}                         the consent cache (owned by the consent module)
+    revoked:{subject hash}               tokens issued before this time are void (an erasure;
+                                         named by the erasure's HMAC of the id, not the id)
 
 Workers load the item side once per version (`ModelCache`); per request they read only what is
 customer specific, in one atomic round trip (`RedisModelStore.fetch_customer`). A request takes one
@@ -135,6 +137,9 @@ class Keys:
 
     def consent(self, customer_id: str) -> str:
         return f"{self.prefix}consent:{customer_id}"
+
+    def tokens_revoked(self, subject: str) -> str:
+        return f"{self.prefix}revoked:{subject}"
 
 
 # --- one customer: partials, training history, attributes -------------------------------------
@@ -409,10 +414,16 @@ class RedisModelStore:
             pipe.rpush(key, offer_id).ltrim(key, -MAX_NEW_HISTORY, -1).llen(key)
             return pipe.execute()[-1]
 
-    def delete_customer(self, customer_id: str) -> int:
+    def delete_customer(self, customer_id: str, *, subject: str | None = None,
+                        revoke_tokens_for: int = 0) -> int:
         """Erase a customer from the online store: their record in every version (published or
-        being written), their new history and their consent cache. Returns keys removed."""
+        being written), their new history and their consent cache; with `subject` (the erasure's
+        HMAC of the id), void every customer token issued until now, for revoke_tokens_for
+        seconds (the longest a token lives). Idempotent. Returns keys removed."""
         keys = self.keys
+        if subject is not None:
+            self.client.set(keys.tokens_revoked(subject), repr(time.time()),
+                            ex=max(1, revoke_tokens_for))
         versions = {
             _text(v) for zset in (keys.versions, keys.pending)
             for v in self.client.zrange(zset, 0, -1)
@@ -420,6 +431,12 @@ class RedisModelStore:
         doomed = [keys.customer(v, customer_id) for v in sorted(versions)]
         doomed += [keys.history(customer_id), keys.consent(customer_id)]
         return self.client.unlink(*doomed)
+
+    def tokens_revoked_at(self, subject: str) -> float | None:
+        """Tokens of the customer whose erasure HMAC is `subject`, issued at or before this time,
+        are void (None: none revoked)."""
+        value = self.client.get(self.keys.tokens_revoked(subject))
+        return None if value is None else float(value)
 
 
 @dataclass(frozen=True, eq=False)

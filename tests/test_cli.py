@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from recommender.artifacts import load_artifact
+from trustrec import cli
 
 
 def trustrec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -152,3 +153,35 @@ def test_train_adds_the_interactions_posted_to_the_api(tmp_path):
     without_db = trustrec("train", "--model", "popularity", "--recorded-interactions",
                           "--out", str(tmp_path / "other"))
     assert without_db.returncode == 2 and "--consent-db" in without_db.stderr
+
+
+def test_publish_leaves_out_customers_erased_since_training(tmp_path, redis_client, redis_prefix,
+                                                           monkeypatch):
+    """A republish or rollback of an artifact trained before an erasure writes nobody erased."""
+    from datetime import UTC, datetime
+
+    from test_api import small_artifact
+
+    from recommender.artifacts import save_artifact
+    from serving.records.database import create_schema, make_engine
+    from serving.records.erasure import erase_records
+    from serving.redis_store import Keys
+
+    artifact = small_artifact()
+    path = save_artifact(artifact, tmp_path / "models")
+    url = f"sqlite:///{tmp_path / 'trustrec.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    erase_records(engine, "c00001", "s" * 32, datetime.now(UTC), {})
+    engine.dispose()
+    monkeypatch.setenv("TRUSTREC_DATABASE_URL", url)
+    where = redis_client.connection_pool.connection_kwargs
+    redis_url = (f"unix://{where['path']}" if "path" in where
+                 else f"redis://{where['host']}:{where['port']}/{where.get('db', 0)}")
+    monkeypatch.delenv("TRUSTREC_SECRET_KEY", raising=False)
+    assert cli.main(["publish", str(path), "--redis", redis_url, "--prefix", redis_prefix]) == 2
+    monkeypatch.setenv("TRUSTREC_SECRET_KEY", "s" * 32)
+    assert cli.main(["publish", str(path), "--redis", redis_url, "--prefix", redis_prefix]) == 0
+    keys = Keys(redis_prefix)
+    assert redis_client.exists(keys.customer(artifact.version, "c00002"))
+    assert not redis_client.exists(keys.customer(artifact.version, "c00001"))

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from recommender.consent import FULL, NONE, OPT_IN, SEGMENT, Consent, default_consent
+from recommender.consent import (
+    FULL,
+    NO_PERSONAL_DATA,
+    NONE,
+    OPT_IN,
+    SEGMENT,
+    Consent,
+    default_consent,
+)
 from recommender.errors import DataError
 from recommender.taxonomy import HISTORY, Taxonomy
 from serving.records.consent import ConsentConflict, ConsentStore, consent_table, history_table
@@ -339,8 +347,7 @@ def test_on_change_fires_after_commit_only(engine):
         store.set("c1", EVERYTHING, actor="a", source="customer", expected_version=1)
     with pytest.raises(DataError):
         store.set("c1", EVERYTHING, actor="a", source="robot")
-    store.delete("c1")
-    assert seen == [("c1", 1), ("c1", 2), ("c1", None)]
+    assert seen == [("c1", 1), ("c1", 2)]
 
 
 def test_failing_hook_propagates_but_the_change_stays(engine):
@@ -353,17 +360,11 @@ def test_failing_hook_propagates_but_the_change_stays(engine):
     assert store.get_record("c1").version == 1
 
 
-def test_delete_erases_record_and_history(engine, store, changes):
-    store.set("c1", LOCATION, actor="a", source="customer")
-    store.set("c1", PROFILE, actor="a", source="customer")
-    store.set("c2", LOCATION, actor="a", source="customer")
-    assert store.delete("c1") == 3  # the record and two history rows
-    assert store.get_record("c1") is None and store.history("c1") == []
-    assert store.get("c1") == EVERYTHING
+def test_an_erased_customer_gets_nothing_until_they_choose_again(engine):
+    erased = {"c1"}
+    store = ConsentStore(engine, TAXONOMY, erased=lambda customer_id: customer_id in erased)
+    assert store.get("c1") == NO_PERSONAL_DATA  # not the opt-out default of everything
+    assert store.get("c2") == EVERYTHING
     assert ConsentStore(engine, TAXONOMY, regime=OPT_IN).get("c1").level == NONE
-    assert store.get("c2") == LOCATION and len(store.history("c2")) == 1
-    assert store.delete("c1") == 0
-    assert changes[-2:] == ["c1", "c1"]
-    # A new choice after erasure starts a new chain.
-    assert store.set("c1", PROFILE, actor="a", source="customer") == 1
-    assert store.history("c1")[0]["old"] is None
+    store.set("c1", PROFILE, actor="a", source="customer")  # their own choice, after the erasure
+    assert store.get("c1") == PROFILE

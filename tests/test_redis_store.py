@@ -4,6 +4,7 @@ removal of old versions, and scores from Redis equal to the artifact's bit for b
 import dataclasses
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -349,7 +350,10 @@ def test_erasure_removes_the_customer_from_every_version(store, hybrids):
     store.append_interaction(customer_id, str(hybrids[0].offers.index[0]))
     store.client.set(store.keys.consent(customer_id), b'{"level": "none", "allowed": []}')
     assert store.fetch_customer(hybrids[1].version, customer_id)[2] is not None
-    assert store.delete_customer(customer_id) == 4  # two versions, new history, consent cache
+    assert store.delete_customer(customer_id, subject="hmac-of-the-id",
+                                 revoke_tokens_for=60) == 4  # two versions, history, consent
+    assert store.tokens_revoked_at("hmac-of-the-id") == pytest.approx(time.time(), abs=5)
+    assert store.tokens_revoked_at("another") is None
     for artifact in hybrids:
         assert store.fetch_customer(artifact.version, customer_id) == (None, [], None)
 

@@ -109,14 +109,29 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
+    from recommender.artifacts import load_artifact
     from serving.publish import connect
     from serving.publish import publish as publish_artifact
+    from serving.records.database import create_schema, make_engine
+    from serving.records.erasure import erased_among
 
+    settings = _settings()
     client = connect(args.redis)
-    prefix = args.prefix or _settings().redis_prefix
+    prefix = args.prefix or settings.redis_prefix
     if args.grace_seconds < 0:
         raise TrustRecError("--grace-seconds must be at least 0")
-    version = publish_artifact(args.artifact, client, prefix, grace_seconds=args.grace_seconds)
+    artifact = load_artifact(args.artifact)
+    # customers erased since the artifact was trained (a republish, a rollback) stay erased
+    engine = make_engine(settings.database_url)
+    try:
+        create_schema(engine)
+        erased = erased_among(engine, artifact.customer_rows, settings.secret_key)
+    finally:
+        engine.dispose()
+    if erased:
+        print(f"leaving out {len(erased)} customers erased since this artifact was trained")
+    version = publish_artifact(artifact, client, prefix, grace_seconds=args.grace_seconds,
+                               exclude=erased)
     print(f"published {version}: it is now current under {prefix!r}")
     return 0
 

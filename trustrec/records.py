@@ -59,17 +59,11 @@ def _with_recorded(dataset: Dataset, engine) -> Dataset:
 def _without_erased(dataset, engine, secret: str | None):
     """The dataset without customers whose erasure is recorded (tombstones hold an HMAC of the id
     made with TRUSTREC_SECRET_KEY, so training needs the serving secret to recognise them)."""
-    from serving.records.audit import erased_ids, is_erased
+    from serving.records.erasure import erased_among
 
-    hashes = erased_ids(engine)
-    if not hashes:
+    erased = erased_among(engine, dataset.customers.index.astype(str), secret)
+    if not erased:
         return dataset, 0
-    if not secret:
-        raise TrustRecError(
-            f"{len(hashes)} erased customers are recorded: set TRUSTREC_SECRET_KEY (the serving "
-            "secret) so that training can leave them out"
-        )
-    erased = is_erased(dataset.customers.index.astype(str), hashes, secret)
     customers = dataset.customers.drop(index=list(erased))
     interactions = dataset.interactions[~dataset.interactions["customer_id"].isin(erased)]
     interactions = interactions.reset_index(drop=True)

@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import redis
 from flask import Blueprint, current_app, g, jsonify
 
 from explain.templates import POPULARITY, Templates
@@ -26,6 +27,7 @@ from serving.records.audit import (
     customer_records,
     record_dict,
     served_record,
+    subject_hash,
     utc,
 )
 from serving.records.erasure import erase_records
@@ -324,6 +326,19 @@ def stats():
 
 
 # --- erasure -------------------------------------------------------------------------------------
+def _retried(action, attempts: int = 3):
+    """A Redis step of an erasure: idempotent, so tried again after a failure (the last one
+    raises: a 503, and the client repeats the erasure)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except redis.RedisError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("erasure: Redis step failed, retrying: %s", exc)
+            time.sleep(0.05 * 2 ** attempt)
+
+
 @bp.delete("/v1/customers/<customer_id>")
 @require(ADMIN, own_customer=True)
 def erase(customer_id: str):
@@ -332,11 +347,18 @@ def erase(customer_id: str):
     services = _services()
     services.audit.flush()  # queued records of this customer must be deleted too
     now = _now()
-    consent_rows = services.consents.delete(customer_id)
-    redis_keys = services.store.delete_customer(customer_id)
-    receipt_id, digest, counts = erase_records(
-        services.engine, customer_id, services.secret, now,
-        {"consent_rows": consent_rows, "redis_keys": redis_keys})
+    # Redis first (idempotent, retried): if it stays down, nothing is erased yet and the caller
+    # retries; then every SQL record in one transaction; then Redis again, for what a request
+    # running meanwhile may have put back (its consent cache entry, say)
+    def online() -> int:
+        return _retried(lambda: services.store.delete_customer(
+            customer_id, subject=subject_hash(customer_id, services.secret),
+            revoke_tokens_for=services.settings.token_max_seconds))
+
+    redis_keys = online()
+    receipt_id, digest, counts = erase_records(services.engine, customer_id, services.secret, now,
+                                               {"redis_keys": redis_keys})
+    online()
     return jsonify({
         "request_id": g.request_id, "receipt_id": receipt_id, "erased_at": now.isoformat(),
         "subject_hash": digest, "removed": counts,

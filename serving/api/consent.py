@@ -71,7 +71,7 @@ def history(customer_id: str):
 
 def _body(customer_id: str, record: ConsentRecord | None) -> dict:
     store = current_app.extensions["trustrec"].consents
-    consent = store.default if record is None else record.consent
+    consent = store.default_for(customer_id) if record is None else record.consent
     taxonomy = store.taxonomy
     usable = effective_categories(consent, taxonomy)
     templates = Templates.default()

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from recommender.consent import (
     LEVELS,
     NO_PERSONAL_DATA,
+    OPT_IN,
     OPT_OUT,
     Consent,
     default_consent,
@@ -131,17 +132,27 @@ class ConsentStore:
     def __init__(
         self, engine: Engine, taxonomy: Taxonomy, regime: str = OPT_OUT,
         on_change: Callable[[str], None] | None = None,
+        erased: Callable[[str], bool] | None = None,
     ) -> None:
         self.engine, self.taxonomy, self.regime, self.on_change = (
             engine, taxonomy, regime, on_change
         )
+        self.erased = erased
         self.default = default_consent(taxonomy, regime)  # also rejects an unknown regime
 
     # --- reading ----------------------------------------------------------------------------
     def get(self, customer_id: str) -> Consent:
         """The customer's consent: their record, or the regime's default when they have none."""
         record = self.get_record(customer_id)
-        return self.default if record is None else record.consent
+        return self.default_for(customer_id) if record is None else record.consent
+
+    def default_for(self, customer_id: str) -> Consent:
+        """The consent of a customer without a record: the regime's default, but nothing at all
+        for an erased customer (`erased`), until they choose again. An erasure never widens
+        what may be used, even where the regime's default allows everything."""
+        if self.erased is not None and self.regime != OPT_IN and self.erased(customer_id):
+            return NO_PERSONAL_DATA
+        return self.default
 
     def get_record(self, customer_id: str) -> ConsentRecord | None:
         customer_id = check_name(customer_id)
@@ -237,21 +248,6 @@ class ConsentStore:
             self._notify(customer_id)
             return version
         raise ConsentConflict(customer_id, None, None)
-
-    def delete(self, customer_id: str) -> int:
-        """Erase the customer's record and history; returns the number of rows removed."""
-        customer_id = check_name(customer_id)
-        with begin_write(self.engine) as connection:
-            # Record first: on PostgreSQL this waits for a writer holding the row, whose
-            # history row is then committed and visible to the second statement.
-            removed = connection.execute(
-                sa.delete(consent_table).where(consent_table.c.customer_id == customer_id)
-            ).rowcount
-            removed += connection.execute(
-                sa.delete(history_table).where(history_table.c.customer_id == customer_id)
-            ).rowcount
-        self._notify(customer_id)
-        return removed
 
     def _write(
         self, customer_id: str, consent: Consent, actor: str, source: str,
