@@ -441,11 +441,12 @@ def explain_offers(
 def why(
     artifact: Artifact, state: CustomerState, allowed: np.ndarray, offer_id: str, *,
     consent: Consent | None = None, templates: Templates | None = None, max_items: int = 3,
+    min_share: float = MIN_SHARE,
 ) -> dict:
     """The full "Why do I see this?" payload of one offer."""
     column = artifact.offer_columns.get(str(offer_id))
     if column is None:
         raise KeyError(f"unknown offer {offer_id!r}")
     explanations = explain_offers(artifact, state, allowed, [column], consent=consent,
-                                  templates=templates, max_items=max_items)
+                                  templates=templates, max_items=max_items, min_share=min_share)
     return explanations.payload(0)

@@ -18,7 +18,7 @@ import shap
 from trained import artifact_for, movielens_artifact, synthetic_artifact
 
 from explain.attributions import Attribution, attribute, base_values
-from explain.criteria import direction_of, explain_offers, why
+from explain.criteria import MIN_SHARE, direction_of, explain_offers, why
 from explain.splits import split_features
 from explain.templates import Templates
 from recommender.additive import AdditiveModel
@@ -267,11 +267,13 @@ def test_identity_history_is_a_learned_profile_not_a_split():
 
 
 # --- criteria ----------------------------------------------------------------------------------
-def response(artifact: Artifact, customer_id: str, consent: Consent, **state_options):
+def response(artifact: Artifact, customer_id: str, consent: Consent, min_share: float = MIN_SHARE,
+             **state_options):
     state = customer_state(artifact, customer_id, **state_options)
     allowed = category_mask(consent, artifact.model.categories)
     columns, _ = rank(artifact, state, allowed, 10)
-    return state, allowed, explain_offers(artifact, state, allowed, columns, consent=consent)
+    return state, allowed, explain_offers(artifact, state, allowed, columns, consent=consent,
+                                          min_share=min_share)
 
 
 FULL = Consent(frozenset({HISTORY, "demographics", "location", "profile"}), "full")
@@ -279,7 +281,7 @@ FULL = Consent(frozenset({HISTORY, "demographics", "location", "profile"}), "ful
 
 def test_criteria_rank_share_and_name_past_offers():
     artifact = synthetic()
-    state, _, explanations = response(artifact, "c00003", FULL)
+    state, _, explanations = response(artifact, "c00003", FULL, min_share=0)  # every criterion
     titles = set(artifact.offers["title"])
     past = {artifact.offers.loc[o, "title"] for o in state.history}
     for i in range(len(explanations)):
@@ -354,7 +356,7 @@ def test_attribute_values_are_shown_only_when_they_entered_the_score():
     state = dataclasses.replace(customer_state(artifact, "c00003"), attributes=passed)
     allowed = np.ones(4, dtype=bool)
     columns, _ = rank(artifact, state, allowed, 3)
-    explanations = explain_offers(artifact, state, allowed, columns)
+    explanations = explain_offers(artifact, state, allowed, columns, min_share=0)
     data = {c.category: c.data for c in explanations.criteria(0)}
     assert data["demographics"] == {}
     assert data["location"] == {"region": stored["region"]}
@@ -380,7 +382,8 @@ def test_cold_start_and_segment_level():
     consent = Consent(FULL.allowed, "segment")
     allowed = category_mask(consent, artifact.model.categories)
     columns, _ = rank(artifact, new, allowed, 10)
-    payload = why(artifact, new, allowed, artifact.offers.index[columns[0]], consent=consent)
+    payload = why(artifact, new, allowed, artifact.offers.index[columns[0]], consent=consent,
+                  min_share=0)
     json.dumps(payload)  # JSON-ready
     assert {c["category"] for c in payload["criteria"]} == {"popularity", "demographics", "location"}
     reasons = {n["category"]: n["reason"] for n in payload["not_used"]}
