@@ -83,10 +83,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _start() -> None:
         g.request_id = str(uuid.uuid4())
         g.started = time.perf_counter()
+        _check_path_is_utf8()
 
     @app.after_request
     def _finish(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"  # JSON is never a script
         # personal data: never stored by a browser or shared cache
         response.headers.setdefault("Cache-Control", "no-store")
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
@@ -103,6 +105,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "
                     "will be refused")
     return app
+
+
+def _check_path_is_utf8() -> None:
+    """Werkzeug decodes a path that is not UTF-8 (%FF) with replacement characters: an id made
+    up of them is not the one the client sent, so refuse it, naming the path parameter."""
+    try:
+        request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        field = next((name for name, value in (request.view_args or {}).items()
+                      if "\ufffd" in str(value)), "path")
+        raise errors.ApiError(400, "bad_parameter", f"{field} is not valid UTF-8",
+                              field) from None
 
 
 def close_app(app: Flask) -> None:

@@ -5,6 +5,7 @@ without mixing versions, every error status, and who may call what."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
 import time
 import uuid
@@ -440,6 +441,39 @@ def test_oversized_and_non_json_bodies(make_app):
     assert listed.status_code == 400 and listed.get_json()["error"]["field"] == "body"
     post = client.post(f"/v1/customers/{CUSTOMER}/interactions", headers=key(), data="offer_id=o1")
     assert post.status_code == 415
+
+
+def test_hostile_bodies_and_paths_are_4xx_json_naming_the_field(make_app):
+    client = make_app(TRUSTREC_MAX_BODY_BYTES=100_000).test_client()
+    url = f"/v1/customers/{CUSTOMER}/consent"
+
+    def sent(data: bytes | str, **options):
+        response = client.put(url, headers=key(), data=data, content_type="application/json",
+                              **options)
+        assert response.content_type == "application/json"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        return response.status_code, response.get_json()["error"]
+
+    status, error = sent("[" * 8000 + "]" * 8000)  # Python's parser would recurse past its limit
+    assert (status, error["code"], error["field"]) == (400, "invalid_json", "body")
+    status, error = sent('{"allowed": [], "level": "full", "level": "none"}')
+    assert (status, error["field"]) == (400, "level") and "more than once" in error["message"]
+    status, error = sent('{"allowed": [], "level": "none", "expected_version": NaN}')
+    assert (status, error["code"]) == (400, "invalid_json")
+    status, error = sent(b'{"allowed": ["\xff"], "level": "none"}')
+    assert (status, error["code"]) == (400, "invalid_json")
+    # a body without Content-Length (chunked) past the limit is a 413, like any other
+    chunked = {"headers": {**key(), "Transfer-Encoding": "chunked"},
+               "environ_base": {"wsgi.input_terminated": True}, "content_type": "application/json"}
+    big = io.BytesIO(b'{"allowed": [' + b'"x",' * 30_000 + b'"x"]}')
+    response = client.put(url, input_stream=big, **chunked)
+    assert response.status_code == 413 and response.get_json()["error"]["field"] == "body"
+    small = io.BytesIO(b'{"allowed": [], "level": "none"}')
+    assert client.put(url, input_stream=small, **chunked).status_code == 200
+    # a path that is not UTF-8 is not an id the client sent
+    response = client.get("/v1/customers/%FF/offers", headers=key())
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "customer_id"
 
 
 def test_an_unexpected_failure_is_a_json_500_without_details(make_app):

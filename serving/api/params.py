@@ -3,13 +3,13 @@ naming the field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest
 
 from recommender.errors import DataError
 from serving.errors import ApiError, bad_parameter
@@ -115,17 +115,87 @@ def no_query() -> None:
 
 
 def json_body() -> dict:
-    """The request's JSON object: 415 unless it says application/json, 400 unless it parses to
-    an object. Too large a body is a 413 before it is read (MAX_CONTENT_LENGTH)."""
+    """The request's JSON object: 415 unless it says application/json, 400 unless it is UTF-8
+    JSON of an object, with no key given twice (which value was meant?) and nesting no deeper than
+    MAX_DEPTH. Too large a body is a 413 (MAX_CONTENT_LENGTH, with or without Content-Length)."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type",
                        "send the body as JSON with Content-Type: application/json", "Content-Type")
+    raw = _body_bytes()
+    if _depth(raw) > MAX_DEPTH:
+        raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels", "body")
     try:
-        body = request.get_json(force=True, silent=False)
-    except BadRequest:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON", "body") from None
+        body = json.loads(raw, object_pairs_hook=_without_duplicates,
+                          parse_constant=_not_json)  # NaN and Infinity are not JSON
+    except _DuplicateKey as exc:
+        raise bad_parameter(exc.key, f"{exc.key!r} is given more than once") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid UTF-8 JSON", "body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
+    return body
+
+
+MAX_DEPTH = 32  # no body of this API nests deeper than 3
+
+
+def _body_bytes() -> bytes:
+    """The body; past MAX_CONTENT_LENGTH a 413. Werkzeug refuses a body whose Content-Length is
+    too large before reading it, but cuts a chunked one (no Content-Length) short silently, which
+    would turn it into broken JSON: read one byte more than allowed to tell."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or not limit:
+        return request.get_data(cache=True)
+    raw = request.environ["wsgi.input"].read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, "payload_too_large",
+                       f"request body too large (at most {limit} bytes)", "body")
+    return raw
+
+
+def _depth(raw: bytes) -> int:
+    """How deep brackets nest, outside strings: checked before parsing, whose recursion a
+    deeply nested body would exhaust."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    body = {}
+    for key, value in pairs:
+        if key in body:
+            raise _DuplicateKey(key)
+        body[key] = value
     return body
 
 

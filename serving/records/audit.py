@@ -187,6 +187,7 @@ class AuditWriter:
             self._replay(journal)
             self._journal = Journal(journal)
         self._closed = False
+        self._failing = False  # the last write failed: the database is down, most likely
         self._hurry = threading.Event()  # set by flush() and close(): stop lingering
         self._thread = threading.Thread(target=self._run, name="trustrec-audit", daemon=True)
         self._thread.start()
@@ -232,6 +233,8 @@ class AuditWriter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every row queued so far is committed; False if that took over `timeout`
         seconds (the database is down: the rows stay queued and the writer keeps retrying)."""
+        if self._failing:  # the database is down: waiting would only hold the request
+            return False
         deadline = time.monotonic() + timeout
         self._hurry.set()
         done = self._queue.all_tasks_done
@@ -299,6 +302,7 @@ class AuditWriter:
             try:
                 self._write(batch)
             except Exception as exc:
+                self._failing = True
                 log.error("audit batch of %d rows not written, retrying: %s", len(batch), exc)
                 if self._closed and delay > 2:
                     log.error("audit writer closing: %d rows lost", len(batch))
@@ -306,6 +310,7 @@ class AuditWriter:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self._failing = False
             self._committed(batch)
             return
 

@@ -118,6 +118,8 @@ def check_name(value: object, field: str = "customer_id") -> str:
         raise DataError(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
     if any(unicodedata.category(char) == "Cc" for char in value):
         raise DataError(f"{field} contains control characters", field=field)
+    if "\ufffd" in value:  # what decoding leaves of bytes that were not UTF-8
+        raise DataError(f"{field} is not valid UTF-8", field=field)
     return value
 
 

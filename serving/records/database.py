@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 URL_ENV = "TRUSTREC_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("trustrec.db")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-POSTGRES_CONNECT_TIMEOUT_S = 5
+POSTGRES_CONNECT_TIMEOUT_S = 2  # an unreachable database answers 503 in this long, at most
 
 # Modules that declare tables on `metadata`; create_schema imports them so that no table is
 # missed just because its module was not imported yet (a missing table would make every consent
