@@ -8,7 +8,6 @@ import dataclasses
 import io
 import threading
 import time
-import uuid
 from functools import cache
 
 import numpy as np
@@ -123,7 +122,9 @@ def test_offers_carry_version_level_categories_disclosure_and_request_id(client)
     assert response.status_code == 200
     body = response.get_json()
     assert response.headers["X-Request-Id"] == body["request_id"]
-    assert uuid.UUID(body["request_id"]).version == 4
+    request_ids = client.application.extensions["trustrec"].request_ids
+    assert request_ids.verify(body["request_id"], CUSTOMER)  # signed for this customer
+    assert not request_ids.verify(body["request_id"], OTHER)
     assert body["model_version"] == artifact.version
     assert body["personalization"] == "full"
     assert set(body["categories_used"]) == set(ALL) and body["categories_not_used"] == []

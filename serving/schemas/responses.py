@@ -82,8 +82,9 @@ class Links(Body):
 
 class Envelope(Body):
     """What every offers and why response carries."""
-    request_id: str = Field(json_schema_extra={"format": "uuid"}, description=(
-        "Also in the X-Request-Id header; feedback and audit refer to it."))
+    request_id: str = Field(description=(
+        "Also in the X-Request-Id header; feedback and audit refer to it. Signed for this "
+        "customer (issued time, nonce, HMAC), so feedback on it is checked at once."))
     customer_id: str
     model_version: str
     personalization: Literal[LEVELS] = Field(description=(
