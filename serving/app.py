@@ -31,6 +31,8 @@ from serving import errors
 from serving.api import register_blueprints
 from serving.auth import Authenticator
 from serving.consent_cache import ConsentCache
+from serving.healing import Healer
+from serving.limits import limit_writes
 from serving.metrics import Metrics
 from serving.pages import bp as customer_pages
 from serving.publish import connect
@@ -100,6 +102,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.register(app)
     register_blueprints(app)
+    limit_writes(app, services.redis, settings.redis_prefix, customer=settings.rate_limit_customer,
+                 key=settings.rate_limit_key)
     app.register_blueprint(customer_pages)  # HTML for customers, over the API above
     if not settings.api_keys:
         log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "
@@ -138,8 +142,11 @@ def _services(settings: configuration.Settings) -> Services:
     elif client is None:
         client = connect(None)  # development: the embedded Redis the demo and publish use
     store = RedisModelStore(client, settings.redis_prefix)
-    cache = ModelCache(store, settings.model_check_ms)
     engine = make_engine(settings.database_url)
+    # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
+    secret = settings.secret_key or secrets.token_urlsafe(32)
+    healer = Healer(store, engine, settings.models_dir, secret)
+    cache = ModelCache(store, settings.model_check_ms, on_lost=healer.start)
     schema_ready = True
     try:
         create_schema(engine)
@@ -147,8 +154,6 @@ def _services(settings: configuration.Settings) -> Services:
         log.error("consent store unavailable at start-up: %s", exc)
         schema_ready = False
     taxonomy = Taxonomy.load(settings.taxonomy_path) if settings.taxonomy_path else Taxonomy.default()
-    # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
-    secret = settings.secret_key or secrets.token_urlsafe(32)
     consents = ConsentStore(engine, taxonomy, settings.consent_regime,
                             erased=lambda customer_id: is_tombstoned(engine, customer_id, secret))
     consent_cache = ConsentCache(client, store.keys, consents, settings.consent_cache_seconds)

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(10_000, ge=1, validation_alias=_env("TRUSTREC_AUDIT_QUEUE_SIZE"),
                                   description="audit records waiting for the background writer, "
                                               "at most")
+    models_dir: str = Field("models", validation_alias=_env("TRUSTREC_MODELS_DIR"),
+                            description="the artifact store (`trustrec train --out`): when Redis "
+                                        "loses the model, a worker republishes it from here")
+    rate_limit_customer: str = Field(
+        "30/minute", validation_alias=_env("TRUSTREC_RATE_LIMIT_CUSTOMER"),
+        description="writes (consent, interactions, feedback, erasure) per customer token")
+    rate_limit_key: str = Field("6000/minute", validation_alias=_env("TRUSTREC_RATE_LIMIT_KEY"),
+                                description="writes per API key (a storefront writes for all its "
+                                            "customers)")
     audit_journal: str | None = Field(
         ".trustrec/audit-journal", validation_alias=_env("TRUSTREC_AUDIT_JOURNAL"),
         description="folder of the audit journal (audit rows written before each response leaves, "
@@ -136,6 +145,19 @@ class Settings(BaseSettings):
     def _regime(cls, value: str) -> str:
         if value not in REGIMES:
             raise ConfigError(f"TRUSTREC_CONSENT_REGIME must be one of {', '.join(REGIMES)}")
+        return value
+
+    @field_validator("rate_limit_customer", "rate_limit_key")
+    @classmethod
+    def _rate(cls, value: str, info) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            name = {"rate_limit_customer": "TRUSTREC_RATE_LIMIT_CUSTOMER",
+                    "rate_limit_key": "TRUSTREC_RATE_LIMIT_KEY"}[info.field_name]
+            raise ConfigError(f"{name} must be a rate such as 30/minute, not {value!r}") from None
         return value
 
     def check_production(self) -> Settings:

@@ -25,7 +25,7 @@ import numpy as np
 
 from explain.criteria import MIN_SHARE, OfferExplanations
 from explain.templates import Templates
-from recommender.consent import FULL, NONE, SEGMENT, Consent, category_mask
+from recommender.consent import FULL, NO_PERSONAL_DATA, NONE, SEGMENT, Consent, category_mask
 from recommender.fairness.rerank import CalibratedReranker
 from recommender.ranking import rank
 from recommender.rules import CompiledRules, RulesFile, RulesOutcome
@@ -211,7 +211,10 @@ class Recommender:
                     raise bad_parameter(
                         f"attr.{name}",
                         f"unknown customer attribute {name!r}; known: {', '.join(sorted(known))}")
-        decision = self.consents.decide(customer_id, view.consent_json)
+        if view.degraded:  # the online store is healing: nothing personal can be right now
+            decision = Decision(NO_PERSONAL_DATA, "unavailable")
+        else:
+            decision = self.consents.decide(customer_id, view.consent_json)
         allowed = category_mask(decision.consent, version.model.categories)
         return view, version, decision, allowed
 

@@ -447,6 +447,7 @@ class CustomerView:
     state: ranking.CustomerState
     record: CustomerRecord | None
     consent_json: str | None
+    degraded: bool = False  # the store lost the model: nothing of the customer could be read
 
 
 class ModelCache:
@@ -460,12 +461,17 @@ class ModelCache:
     def __init__(
         self, store: RedisModelStore, check_interval_ms: float = 1000, *, keep: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[str | None], None] | None = None,
     ) -> None:
         self.store, self.check_interval_ms, self.keep, self.clock = (
             store, check_interval_ms, keep, clock
         )
+        # on_lost(version): the store has no model (a Redis restart, say) where it had `version`
+        # (None: this worker never saw one); serving.healing rebuilds it
+        self.on_lost = on_lost
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # flipping back needs no reload
         self._current: LoadedModel | None = None
+        self._last: LoadedModel | None = None  # the last model served, kept while the store heals
         self._checked_at = -np.inf
         self._lock = threading.Lock()
 
@@ -487,6 +493,8 @@ class ModelCache:
         now = self.clock()
         version = self.store.current_version()
         if version is None:
+            if self.on_lost is not None:
+                self.on_lost(self._last.version if self._last is not None else None)
             raise NoModelPublished(self.store.keys.prefix)
         model = self._models.get(version)
         if model is None:
@@ -496,7 +504,7 @@ class ModelCache:
         self._models.move_to_end(version)
         while len(self._models) > self.keep:
             self._models.popitem(last=False)
-        self._current, self._checked_at = model, now
+        self._current, self._checked_at, self._last = model, now, model
         return model
 
     def invalidate(self, version: str | None = None) -> None:
@@ -514,7 +522,12 @@ class ModelCache:
         """The model snapshot and the customer's state under it, in one round trip to Redis
         (two when the version was removed since the last check: then on the new current)."""
         for attempt in range(2):
-            model = self.snapshot(wait=attempt > 0)
+            try:
+                model = self.snapshot(wait=attempt > 0)
+            except NoModelPublished:
+                if self._last is None or self.on_lost is None:
+                    raise
+                return self._degraded(customer_id)
             try:
                 record, new_history, consent = self.store.fetch_customer(model.version, customer_id)
             except VersionGone:
@@ -523,3 +536,10 @@ class ModelCache:
             state = state_from_record(model, customer_id, record, new_history, attributes=attributes)
             return CustomerView(model, state, record, consent)
         raise VersionGone(model.version)
+
+    def _degraded(self, customer_id: str) -> CustomerView:
+        """While the store heals: the last model, and nothing of the customer (the average
+        customer's state, no history, no consent read): the caller serves no personal data."""
+        model = self._last
+        state = state_from_record(model, customer_id, None, (), attributes={})
+        return CustomerView(model, state, None, None, degraded=True)

@@ -18,6 +18,8 @@ def audit_journal(tmp_path, monkeypatch):
     """Each test's apps journal their audit rows in a folder of the test's own."""
     journal = tmp_path / "audit-journal"
     monkeypatch.setenv("TRUSTREC_AUDIT_JOURNAL", str(journal))
+    # and rebuild a lost online store from an artifact store of its own (none, unless it makes one)
+    monkeypatch.setenv("TRUSTREC_MODELS_DIR", str(tmp_path / "models"))
     return journal
 
 

@@ -485,3 +485,37 @@ def test_rows_another_worker_still_holds_are_not_written_after_the_erasure(make_
                                 customer_id=victim)  # served after: the id is a new customer
     services(holding).on_served(later)
     assert [r.request_id for r in rows(holding, served_table)] == [later.request_id]
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+def test_writes_are_rate_limited_per_customer_token_and_per_key(make_app):
+    client = make_app(TRUSTREC_RATE_LIMIT_CUSTOMER="3/minute",
+                      TRUSTREC_RATE_LIMIT_KEY="5/minute").test_client()
+    body = served(client)
+    offer = body["offers"][0]["offer_id"]
+    token = token_for(client, CUSTOMER)  # a write of the storefront key's
+    feedback = {"request_id": body["request_id"], "offer_id": offer, "kind": "clicked"}
+    for _ in range(3):
+        post_feedback(client, feedback, bearer(token))
+    flooded = client.post("/v1/feedback", json=feedback, headers=bearer(token))
+    assert flooded.status_code == 429 and flooded.content_type == "application/json"
+    assert flooded.get_json()["error"]["code"] == "too_many_requests"
+    assert int(flooded.headers["Retry-After"]) > 0
+    # another customer's token has a budget of its own, and reads are not limited
+    theirs = served(client, OTHER)
+    post_feedback(client, {"request_id": theirs["request_id"], "kind": "clicked",
+                           "offer_id": theirs["offers"][0]["offer_id"]},
+                  bearer(token_for(client, OTHER)))
+    assert client.get(f"/v1/customers/{CUSTOMER}/offers", headers=bearer(token)).status_code == 200
+    # the storefront key: 5 writes in all (2 tokens issued, 3 more here), then 429
+    for _ in range(3):
+        post_feedback(client, feedback | {"customer_id": CUSTOMER})
+    assert client.post("/v1/feedback", json=feedback | {"customer_id": CUSTOMER},
+                       headers=key()).status_code == 429
+
+
+def test_a_bad_rate_limit_setting_names_the_variable(make_app):
+    from serving.config import ConfigError
+
+    with pytest.raises(ConfigError, match="TRUSTREC_RATE_LIMIT_CUSTOMER"):
+        make_app(TRUSTREC_RATE_LIMIT_CUSTOMER="lots")

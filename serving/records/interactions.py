@@ -68,3 +68,13 @@ def recorded_interactions(engine: Engine) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS))
     return frame.astype({"customer_id": str, "offer_id": str, "kind": str, "weight": float,
                          "timestamp": "int64"})
+
+
+def recorded_since(engine: Engine, moment: datetime) -> list[tuple[str, str]]:
+    """(customer id, offer id) of the interactions recorded after `moment`, in the order they were
+    recorded: what an online store rebuilt from a model trained at `moment` must add back."""
+    query = (sa.select(interactions_table.c.customer_id, interactions_table.c.offer_id)
+             .where(interactions_table.c.recorded_at > moment)
+             .order_by(interactions_table.c.recorded_at, interactions_table.c.id))
+    with engine.connect() as connection:
+        return [(row.customer_id, row.offer_id) for row in connection.execute(query)]

@@ -1,0 +1,44 @@
+"""Rate limits on writes, per caller: each customer token and each API key has its own budget, so
+one customer's browser cannot flood the service and a storefront cannot starve the others.
+Flask-Limiter counts in the same Redis as the model (fixed windows); past the budget a write is a
+429 with Retry-After, in the API's JSON error form (serving.errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from flask import Flask
+from flask_limiter import Limiter
+
+from serving.auth import CUSTOMER, current_principal
+
+# The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
+WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
+          "accountability.feedback", "accountability.update_case", "accountability.erase")
+
+
+def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str, key: str,
+                 endpoints: Iterable[str] = WRITES) -> Limiter:
+    """Limit `endpoints` of `app`, together, to `customer` writes per customer token and `key`
+    per API key (limits as Flask-Limiter reads them: "30/minute")."""
+
+    def budget() -> str:
+        return customer if current_principal().role == CUSTOMER else key
+
+    limiter = Limiter(
+        _caller, app=app, storage_uri="redis://",
+        storage_options={"connection_pool": client.connection_pool},
+        key_prefix=f"{prefix}ratelimit", strategy="fixed-window", headers_enabled=True,
+    )
+    writes = limiter.shared_limit(budget, scope="writes")  # one budget across every write
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = writes(app.view_functions[endpoint])
+    return limiter
+
+
+def _caller() -> str:
+    """Whose budget a request spends: its customer token's customer, or its API key (a request
+    without valid credentials is refused with 401 here, before it can spend anything)."""
+    principal = current_principal()
+    return f"customer:{principal.customer_id}" if principal.role == CUSTOMER else principal.actor
