@@ -8,11 +8,13 @@ and nothing else is, the document validates, and real responses validate against
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from serving.api.params import DEFAULT_LIMIT, MAX_LIMIT
+from recommender.taxonomy import Taxonomy
+from serving.api.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_VALUE_LENGTH
 from serving.auth import ADMIN, CUSTOMER, STOREFRONT
 from serving.config import Settings
 from serving.records.audit import CASE_STATUSES
@@ -27,14 +29,18 @@ _CUSTOMER = {"name": "customer_id", "in": "path", "required": True,
              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
                         "pattern": PRINTABLE}}
 _OFFER = {"name": "offer_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_ATTRIBUTES = {
-    "name": "attr.NAME", "in": "query", "required": False,
-    "description": "Cold start: the customer's value of attribute NAME (e.g. attr.age_band=25-34, "
-                   "attr.region=north), used instead of what the model stored, and for customers "
-                   "the model does not know. Unknown attribute names are a 400. Only categories the "
-                   "customer allowed enter the score.",
-    "schema": {"type": "string"},
-}
+# where the customer attributes of the deployment's taxonomy go: one attr.NAME each (document())
+_ATTRIBUTES = {"name": "attr.NAME", "in": "query"}
+
+
+def _attribute_parameters(taxonomy: Taxonomy) -> list[dict]:
+    return [{
+        "name": f"attr.{attribute}", "in": "query", "required": False,
+        "description": f"Cold start: the customer's {attribute} ({category}), used instead of "
+                       "what the model stored, and for customers the model does not know. Only "
+                       "categories the customer allowed enter the score.",
+        "schema": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
+    } for attribute, category in taxonomy.attributes.items()]
 
 
 def _ref(name: str) -> dict:
@@ -82,13 +88,17 @@ def _components() -> dict[str, Any]:
 
 SCHEMAS: dict[str, Any] = _components()
 
+_MAX_K = -1  # the deployment's TRUSTREC_MAX_K: document() fills it in
+# unix seconds, or an ISO 8601 time with a zone (RFC 3339)
+_MOMENT = {"anyOf": [{"type": "string", "pattern": r"^\d{1,11}$"},
+                     {"type": "string", "format": "date-time"}]}
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
 
 _OFFERS_PARAMETERS = [
     _CUSTOMER,
     {"name": "k", "in": "query", "description": "How many offers (at most TRUSTREC_MAX_K, "
      "whose default this maximum is).",
-     "schema": {"type": "integer", "minimum": 1, "maximum": Settings.model_fields["max_k"].default,
+     "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_K,
                 "default": 10}},
     {"name": "explain", "in": "query", "description": "Include each offer's top criteria.",
      "schema": {"type": "boolean", "default": True}},
@@ -182,9 +192,9 @@ PATHS: dict[str, Any] = {
             **_errors(400, 401, 403, 503)},
         security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, tag="accountability", parameters=[
             _CUSTOMER,
-            {"name": "since", "in": "query", "schema": {"type": "string", "minLength": 1}, "description":
+            {"name": "since", "in": "query", "schema": _MOMENT, "description":
              "Start (unix seconds or ISO 8601 with a zone); default: the retention period."},
-            {"name": "until", "in": "query", "schema": {"type": "string", "minLength": 1},
+            {"name": "until", "in": "query", "schema": _MOMENT,
              "description": "End, exclusive; default now."},
             {"name": "limit", "in": "query", "description": "Records listed, newest first.",
              "schema": _LIMIT},
@@ -243,7 +253,7 @@ PATHS: dict[str, Any] = {
                                     tag="operations")},
 }
 
-SPEC: dict[str, Any] = {
+_TEMPLATE: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "TrustRec",
@@ -264,3 +274,28 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+def document(taxonomy: Taxonomy, *, max_k: int = Settings.model_fields["max_k"].default,
+             token_max_seconds: int = Settings.model_fields["token_max_seconds"].default
+             ) -> dict[str, Any]:
+    """The document of a deployment: its taxonomy's customer attributes are the attr.NAME query
+    parameters it accepts and its categories what consent may allow; its largest k and longest
+    token life are the bounds."""
+    spec = copy.deepcopy(_TEMPLATE)
+    schemas = spec["components"]["schemas"]
+    schemas["ConsentUpdate"]["properties"]["allowed"]["items"]["enum"] = list(taxonomy.categories)
+    schemas["TokenRequest"]["properties"]["ttl_seconds"]["maximum"] = token_max_seconds
+    for p in spec["paths"]["/v1/customers/{customer_id}/offers"]["get"]["parameters"]:
+        if p["name"] == "k":
+            p["schema"]["maximum"] = max_k
+    for item in spec["paths"].values():
+        for operation in item.values():
+            if "parameters" in operation:
+                operation["parameters"] = [
+                    q for p in operation["parameters"]
+                    for q in (_attribute_parameters(taxonomy) if p == _ATTRIBUTES else [p])]
+    return spec
+
+
+SPEC: dict[str, Any] = document(Taxonomy.default())  # the built-in taxonomy's (docs/api.md)

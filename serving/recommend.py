@@ -205,7 +205,8 @@ class Recommender:
         view = self.cache.customer(customer_id, attributes=attributes)
         version = served(view.model)
         if attributes:
-            known = version.taxonomy.attributes
+            # the deployment's attributes; one the model was not trained with carries no signal
+            known = self.consents.store.taxonomy.attributes
             for name in attributes:
                 if name not in known:
                     raise bad_parameter(

@@ -69,9 +69,7 @@ def _url(path: str) -> str:
 
 
 def _query_parameters(operation: dict) -> dict[str, dict]:
-    # attr.NAME is a family of parameters: the server knows it by its prefix
-    return {p["name"].removesuffix("NAME"): p for p in operation.get("parameters", [])
-            if p["in"] == "query"}
+    return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "query"}
 
 
 def test_documented_query_parameters_are_the_ones_each_view_accepts(client):
@@ -81,7 +79,9 @@ def test_documented_query_parameters_are_the_ones_each_view_accepts(client):
         for method, operation in methods.items():
             response = client.open(f"{_url(path)}?{UNKNOWN}=1", method=method.upper(),
                                    headers=key("admin"), json={})
-            documented = set(_query_parameters(operation))
+            # the server names the attr.NAME family by its prefix
+            documented = {"attr." if name.startswith("attr.") else name
+                          for name in _query_parameters(operation)}
             if response.status_code != 400:
                 assert not documented, (path, method, response.status_code)
                 continue

@@ -63,11 +63,11 @@ def _moment(args: params.Query, name: str) -> datetime | None:
     raw = args.single(name)
     if raw is None:
         return None
-    if raw.isascii() and raw.isdigit():
-        return datetime.fromtimestamp(int(raw), UTC)
     try:
+        if raw.isascii() and raw.isdigit():
+            return datetime.fromtimestamp(int(raw), UTC)
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a time, or past the year 9999
         moment = None
     if moment is None or moment.tzinfo is None:
         raise bad_parameter(name, f"{name} must be unix seconds or an ISO 8601 time with a zone")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from recommender.consent import LEVELS
 from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS, MAX_TEXT
@@ -21,6 +21,14 @@ MAX_ID = 256  # offer, request and event ids
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"  # no control characters: ids end up in logs and pages
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
+
+
+def _integral(value: object) -> object:
+    """JSON Schema's integer is any number without a fraction: 24.0 is 24 (true is not)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
@@ -31,7 +39,7 @@ class RequestBody(BaseModel):
 class ConsentUpdate(RequestBody):
     allowed: list[str] = Field(description="Data categories that may be used.")
     level: Literal[LEVELS]
-    expected_version: int = absent(
+    expected_version: Integer = absent(
         "Apply only if the record is still at this version (0: no record yet); otherwise 409.",
         ge=0)
 
@@ -40,7 +48,7 @@ class Interaction(RequestBody):
     offer_id: Id = Field(description="An offer of the current catalog.")
     kind: Literal[INTERACTION_KINDS]
     weight: float = Field(1.0, gt=0, allow_inf_nan=False)
-    timestamp: (Annotated[int, Field(ge=0, le=LATEST_TIMESTAMP)]
+    timestamp: (Annotated[Integer, Field(ge=0, le=LATEST_TIMESTAMP)]
                 | Annotated[str, Field(json_schema_extra={"format": "date-time"})]) = absent(
         "Unix seconds or ISO 8601 with a zone, up to the year 9999; default now.")
     event_id: str = absent(
@@ -66,7 +74,7 @@ class Interaction(RequestBody):
 
 
 class TokenRequest(RequestBody):
-    ttl_seconds: int = absent(
+    ttl_seconds: Integer = absent(
         "The token's life; default an hour, at most TRUSTREC_TOKEN_MAX_SECONDS.", ge=1)
 
 
