@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness clean
+.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness bench-faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-explain: $(STAMP)
 # skips training the ML-100K model
 bench-serve: $(STAMP)
 	$(BIN)/python -m benchmarks.serve --data $(ML100K) $(if $(ARTIFACT),--artifact $(ARTIFACT))
+
+bench-faults: $(STAMP)
+	$(BIN)/python -m benchmarks.faults
 
 bench-fairness: $(STAMP)
 	$(BIN)/python -m benchmarks.fairness --data $(ML100K)

@@ -472,6 +472,7 @@ class ModelCache:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # flipping back needs no reload
         self._current: LoadedModel | None = None
         self._last: LoadedModel | None = None  # the last model served, kept while the store heals
+        self._degraded_logged = False
         self._checked_at = -np.inf
         self._lock = threading.Lock()
 
@@ -524,15 +525,21 @@ class ModelCache:
         for attempt in range(2):
             try:
                 model = self.snapshot(wait=attempt > 0)
-            except NoModelPublished:
-                if self._last is None or self.on_lost is None:
-                    raise
-                return self._degraded(customer_id)
-            try:
                 record, new_history, consent = self.store.fetch_customer(model.version, customer_id)
             except VersionGone:
                 self.invalidate(model.version)
                 continue
+            except (NoModelPublished, redis.RedisError) as exc:
+                # the store lost the model, or cannot be reached: popular offers from the model
+                # this worker holds, until it is back (serving.healing)
+                if self._last is None or self.on_lost is None:
+                    raise
+                if not self._degraded_logged:  # once an outage, not once a request
+                    log.warning("online store unavailable, serving without personal data: %s",
+                                exc)
+                    self._degraded_logged = True
+                return self._degraded(customer_id)
+            self._degraded_logged = False
             state = state_from_record(model, customer_id, record, new_history, attributes=attributes)
             return CustomerView(model, state, record, consent)
         raise VersionGone(model.version)

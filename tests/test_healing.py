@@ -59,3 +59,22 @@ def test_a_worker_that_never_saw_a_model_answers_503_then_the_rebuilt_one(make_a
     first = client.get(f"/v1/customers/{CUSTOMER}/offers", headers=key())
     assert first.status_code == 503 and first.headers["Retry-After"]  # it starts the rebuild
     assert healed(client)["personalization"] == "full"
+
+
+def test_while_redis_cannot_be_reached_offers_are_popular_ones(make_app):
+    """Redis down (connections refused): the worker's model still answers, with nothing personal;
+    personal answers come back with Redis."""
+    import redis
+
+    app = make_app()
+    client = app.test_client()
+    assert offers(client)["personalization"] == "full"
+    store = app.extensions["trustrec"].store
+    reachable = store.client.connection_pool
+    store.client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=1)  # nothing there
+    try:
+        down = offers(client)
+        assert down["personalization"] == "none" and down["consent"]["available"] is False
+    finally:
+        store.client.connection_pool = reachable
+    assert offers(client)["personalization"] == "full"
