@@ -7,7 +7,7 @@ kept in an artifact store the service rebuilds Redis from. For each fault a seco
 the API with offers requests (customers at random, `--concurrency` connections, `--seconds` each)
 while this one breaks something at second 3:
 
-- quiet: nothing (the reference throughput);
+- quiet: nothing (the reference throughput, after 4 s of warm-up);
 - redis lost: Redis killed (SIGKILL) and started again empty 2 s later;
 - worker kill -9: one gunicorn worker killed (the master starts another);
 - all kill -9: master and workers killed, started again 1 s later (a supervisor's restart);
@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows, received = [], {}
     try:
+        # warm up (each worker loads the model, caches fill): not measured
+        load(port, key, customers, 4.0, args.concurrency, None, 99)
         for seed, (name, fault) in enumerate(faults.items()):
             if fault == "n/a":
                 rows.append({"fault": name, "note": f"not run: {db_kind}"})

@@ -31,18 +31,21 @@ class CustomerState:
 
 def customer_state(
     artifact: Artifact, customer_id: str, *, attributes: Mapping[str, object] | None = None,
-    new_history: Iterable[str] = (),
+    new_history: Iterable[str] = (), leave_out: Iterable[str] = (),
 ) -> CustomerState:
-    """The state of a known customer, optionally with interactions made since training or other
-    attribute values, or of a new one from their attributes (cold start). Models without a
-    feature space (implicit, popularity) place an unknown customer at the average."""
+    """The state of a known customer, optionally with interactions made since training, other
+    attribute values or past offers left out ("don't use this purchase"), or of a new one from
+    their attributes (cold start). Models without a feature space (implicit, popularity) place an
+    unknown customer at the average."""
     model = artifact.model
     row = artifact.customer_rows.get(customer_id)
     known = row is not None
     new_history = tuple(new_history)
-    history = tuple(dict.fromkeys((*artifact.histories.get(customer_id, ()), *new_history)))
+    trained = artifact.histories.get(customer_id, ())
+    left_out = frozenset(leave_out) & frozenset((*trained, *new_history))
+    history = tuple(o for o in dict.fromkeys((*trained, *new_history)) if o not in left_out)
     # stored partials hold only for the attributes and history the model was trained with
-    stored = known and attributes is None and not new_history
+    stored = known and attributes is None and not new_history and not left_out
     if attributes is None:
         attributes = artifact.customer_attributes(customer_id) if known else {}
     if stored:

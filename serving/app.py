@@ -31,6 +31,7 @@ from serving import errors
 from serving.api import register_blueprints
 from serving.auth import Authenticator
 from serving.consent_cache import ConsentCache
+from serving.controls import ControlsCache
 from serving.healing import Healer
 from serving.limits import limit_writes
 from serving.metrics import Metrics
@@ -67,6 +68,7 @@ class Services:
     on_served: OnServed
     schema_ready: bool
     request_ids: RequestIds
+    controls: ControlsCache
     audit: AuditWriter | None = None  # the audit trail's writer (serving.records.audit)
     secret: str = ""  # signs tokens and erasure hashes: TRUSTREC_SECRET_KEY, or made up (development)
 
@@ -158,6 +160,7 @@ def _services(settings: configuration.Settings) -> Services:
                             erased=lambda customer_id: is_tombstoned(engine, customer_id, secret))
     consent_cache = ConsentCache(client, store.keys, consents, settings.consent_cache_seconds)
     consents.on_change = consent_cache.invalidate
+    controls = ControlsCache(client, store.keys, engine, settings.consent_cache_seconds)
     metrics = Metrics()
     queue_full = Counter(
         "trustrec_audit_queue_full", "Audit records written synchronously because the audit "
@@ -170,7 +173,8 @@ def _services(settings: configuration.Settings) -> Services:
         settings=settings, redis=client, store=store, cache=cache, engine=engine,
         consents=consents, consent_cache=consent_cache,
         recommender=Recommender(cache, consent_cache, rules=_rules(settings),
-                                min_share=settings.min_share),
+                                min_share=settings.min_share, controls=controls),
+        controls=controls,
         auth=Authenticator(settings.api_keys, secret, settings.token_max_seconds,
                            revoked_at=lambda customer_id: store.tokens_revoked_at(
                                subject_hash(customer_id, secret))),

@@ -19,6 +19,7 @@ from serving.auth import ADMIN, CUSTOMER, STOREFRONT
 from serving.config import Settings
 from serving.records.audit import CASE_STATUSES
 from serving.records.consent import MAX_ID_LENGTH
+from serving.records.controls import KINDS as CONTROL_KINDS
 from serving.schemas import requests, responses
 from serving.schemas.requests import PRINTABLE
 
@@ -59,6 +60,7 @@ def _errors(*statuses: int) -> dict:
         409: "Conflict: consent changed since expected_version, or an event_id already recorded "
              "for another interaction",
         413: "Body too large", 415: "Body is not application/json",
+        429: "Too many writes by this caller (TRUSTREC_RATE_LIMIT_*); Retry-After says when",
         503: "Not ready: no model published, or Redis or the consent store unavailable",
     }
     return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
@@ -162,7 +164,7 @@ PATHS: dict[str, Any] = {
             security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER], tag="consent"),
         "put": _op("Change the customer's consent", {
             "200": _json(_ref("Consent"), "The consent now in force (from the next request on)"),
-            **_errors(400, 401, 403, 409, 413, 415, 503)},
+            **_errors(400, 401, 403, 409, 413, 415, 503, 429)},
             security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER], tag="consent",
             body={"required": True,
                   "content": {"application/json": {"schema": _ref("ConsentUpdate")}}}),
@@ -176,13 +178,13 @@ PATHS: dict[str, Any] = {
         "Record a purchase, click or rating", {
             "201": _json(_ref("InteractionRecorded"), "Recorded: the next request uses it"),
             "200": _json(_ref("InteractionRecorded"), "A retry of an event_id already recorded"),
-            **_errors(400, 401, 403, 409, 413, 415, 503)},
+            **_errors(400, 401, 403, 409, 413, 415, 503, 429)},
         security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, parameters=[_CUSTOMER], tag="interactions",
         body={"required": True, "content": {"application/json": {"schema": _ref("Interaction")}}})},
     "/v1/customers/{customer_id}/token": {"post": _op(
         "Issue a customer token", {
             "201": _json(_ref("Token"), "A signed token for this customer only"),
-            **_errors(400, 401, 403, 413, 415)},
+            **_errors(400, 401, 403, 413, 415, 429)},
         security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, parameters=[_CUSTOMER], tag="auth",
         body={"required": False,
               "content": {"application/json": {"schema": _ref("TokenRequest")}}})},
@@ -202,16 +204,50 @@ PATHS: dict[str, Any] = {
     "/v1/customers/{customer_id}": {"delete": _op(
         "Erase the customer", {
             "200": _json(_ref("ErasureReceipt"), "Erased; the receipt says what was removed"),
-            **_errors(400, 401, 403, 503)},
+            **_errors(400, 401, 403, 503, 429)},
         security="Admin API key, or a customer token for this customer only.",
         roles=(ADMIN, CUSTOMER),
         parameters=[_CUSTOMER], tag="accountability",
         description="Removes consent, interactions, stored vectors and audit records; keeps an "
                     "anonymous tombstone; the next training run excludes the customer.")},
+    "/v1/customers/{customer_id}/controls": {
+        "get": _op("What the customer asked of their offers", {
+            "200": _json(_ref("Controls"), "Oldest first, each with how to undo it"),
+            **_errors(400, 401, 403, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="controls"),
+        "post": _op("Not relevant, see less of a category, or don't use a purchase", {
+            "201": _json(_ref("Controls"), "Recorded: the next offers follow it"),
+            "200": _json(_ref("Controls"), "Recorded already"),
+            **_errors(400, 401, 403, 413, 415, 429, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="controls", description="not_relevant leaves the offer out; see_less divides "
+            "the relevance of the category's offers by 4 among the best 100 and says so in their "
+            "criteria; leave_out takes a past purchase out of the customer's history part. Each "
+            "applies from the next request and is left out of the next training's positives.",
+            body={"required": True,
+                  "content": {"application/json": {"schema": _ref("Control")}}}),
+    },
+    "/v1/customers/{customer_id}/controls/{kind}/{value}": {"delete": _op(
+        "Undo a control", {
+            "200": _json(_ref("Controls"), "Undone: the next offers no longer follow it"),
+            **_errors(400, 401, 403, 404, 429, 503)},
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, tag="controls", parameters=[
+            _CUSTOMER,
+            {"name": "kind", "in": "path", "required": True,
+             "schema": {"enum": list(CONTROL_KINDS)}},
+            {"name": "value", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1}}])},
+    "/v1/customers/{customer_id}/data-export": {"get": _op(
+        "Download everything held about the customer", {
+            "200": _json(_ref("DataExport"), "One JSON document (Content-Disposition: attachment)"),
+            **_errors(400, 401, 403, 503)},
+        security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+        tag="controls")},
     "/v1/feedback": {"post": _op(
         "Feedback on a served offer; report and talk_to_person open a case", {
             "201": _json(_ref("FeedbackRecorded"), "Recorded"),
-            **_errors(400, 401, 403, 404, 413, 415, 503)},
+            **_errors(400, 401, 403, 404, 413, 415, 503, 429)},
         security=_OWN_CUSTOMER.replace("this customer", "the customer of the request"),
         roles=_OWN_CUSTOMER_ROLES,
         tag="accountability",
@@ -227,7 +263,7 @@ PATHS: dict[str, Any] = {
     "/v1/admin/cases/{case_id}": {"patch": _op(
         "Change a case's status", {
             "200": _json(_ref("CaseUpdated"), "The case now"),
-            **_errors(400, 401, 403, 404, 413, 415, 503)},
+            **_errors(400, 401, 403, 404, 413, 415, 503, 429)},
         security="Admin API key only.", roles=(ADMIN,), tag="accountability",
         parameters=[{"name": "case_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}],

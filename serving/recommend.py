@@ -18,7 +18,7 @@ note and criterion, and the audit record says which rule changed which offer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 import numpy as np
@@ -31,9 +31,11 @@ from recommender.ranking import rank
 from recommender.rules import CompiledRules, RulesFile, RulesOutcome
 from recommender.taxonomy import HISTORY
 from serving.consent_cache import ConsentCache, Decision
+from serving.controls import NONE as NO_CONTROLS
+from serving.controls import SEE_LESS_ATTRIBUTE, SEE_LESS_FACTOR, Controls, ControlsCache
 from serving.errors import ApiError, bad_parameter
 from serving.explaining import ServedVersion, explain_offers, not_used_only, served
-from serving.redis_store import CustomerView, ModelCache
+from serving.redis_store import CustomerView, ModelCache, state_from_record
 
 DISCLOSURE = (
     "These offers were selected by an automated system (a recommendation model), using only the "
@@ -43,6 +45,8 @@ DISCLOSURE = (
 POLICY_URL = "/v1/policy"
 TOP_CRITERIA = 2  # criteria per offer in the offers list; the "why" endpoint gives them all
 BUSINESS_RULE = "business_rule"  # the criterion category of a rule's effect
+YOUR_CHOICE = "your_choice"  # the criterion category of what the customer asked for
+SEE_LESS_POOL = 100  # offers considered when a category is placed lower
 _DIRECTION = {"boosted": "positive", "buried": "negative", "diversified": "neutral"}
 
 
@@ -78,12 +82,13 @@ class Recommender:
     def __init__(
         self, cache: ModelCache, consents: ConsentCache, *, templates: Templates | None = None,
         top_criteria: int = TOP_CRITERIA, rules: RulesFile | None = None,
-        min_share: float = MIN_SHARE,
+        min_share: float = MIN_SHARE, controls: ControlsCache | None = None,
     ) -> None:
         self.cache, self.consents = cache, consents
         self.templates = templates or Templates.default()
         self.top_criteria = top_criteria
         self.min_share = min_share
+        self.controls = controls
         self.rules = rules
         self._rerankers: dict[tuple[str, float], CalibratedReranker] = {}
 
@@ -104,12 +109,18 @@ class Recommender:
         return reranker
 
     def offers(self, customer_id: str, query: OffersQuery) -> Result:
-        view, version, decision, allowed = self._customer(customer_id, query.attributes)
-        exclude = query.exclude
+        view, version, decision, allowed, controls = self._customer(customer_id, query.attributes)
+        exclude = query.exclude + tuple(controls.not_relevant)
+        if query.exclude_purchased and allowed[version.model.categories.index(HISTORY)]:
+            exclude += tuple(controls.leave_out)  # not used, but bought all the same
         if query.filter is not None:
             exclude = exclude + _outside(version, *query.filter, query.filter_field)
         rules = self._rules(version)
-        columns, scores, outcome = self._ranked(version, view, allowed, query, exclude, rules)
+        lower = _placed_lower(version, controls)
+        pool = replace(query, k=query.k + SEE_LESS_POOL) if lower else query
+        columns, scores, outcome = self._ranked(version, view, allowed, pool, exclude, rules)
+        if lower:
+            columns, scores = _see_less(columns, scores, lower, query.k)
         if query.explain:
             explanations = explain_offers(version, view.state, allowed, columns,
                                           consent=decision.consent, templates=self.templates,
@@ -119,16 +130,18 @@ class Recommender:
                                          consent=decision.consent, templates=self.templates)
         ids, titles, paths = version.offer_ids, version.titles, version.offer_paths
         base = f"/v1/customers/{quote(customer_id, safe='')}/offers/"
-        shown = {c.rank: c.change for c in outcome.changes if c.change in _DIRECTION} \
+        shown = {c.offer_id: c.change for c in outcome.changes if c.change in _DIRECTION} \
             if outcome is not None else {}
         offers = []
         for i, (column, score) in enumerate(zip(columns.tolist(), scores.tolist(), strict=True)):
             offer = {"offer_id": ids[column], "title": titles[column], "score": score}
-            change = shown.get(i + 1)
+            change = shown.get(ids[column])
             if change is not None:
                 offer["business_rule"] = {"change": change, "text": self.templates.business_rule(change)}
             if query.explain:
                 criteria = explanations.compact(i, self.top_criteria)
+                if column in lower:  # the customer's own request first: it moved the offer
+                    criteria = [_see_less_criterion(lower[column]), *criteria]
                 if change is not None:  # the shop's rule first: it is why the offer is here
                     criteria = [self._rule_criterion(change), *criteria]
                 offer["criteria"] = criteria
@@ -173,7 +186,7 @@ class Recommender:
     def why(
         self, customer_id: str, offer_id: str, attributes: Mapping[str, str] | None = None,
     ) -> Result:
-        view, version, decision, allowed = self._customer(customer_id, attributes)
+        view, version, decision, allowed, controls = self._customer(customer_id, attributes)
         column = version.offer_columns.get(offer_id)
         if column is None:
             raise ApiError(404, "unknown_offer", f"no offer {offer_id!r} in the current catalog",
@@ -201,8 +214,14 @@ class Recommender:
 
     def _customer(
         self, customer_id: str, attributes: Mapping[str, str] | None,
-    ) -> tuple[CustomerView, ServedVersion, Decision, np.ndarray]:
+    ) -> tuple[CustomerView, ServedVersion, Decision, np.ndarray, Controls]:
         view = self.cache.customer(customer_id, attributes=attributes)
+        controls = (self.controls.get(customer_id, view.controls_json)
+                    if self.controls is not None and not view.degraded else NO_CONTROLS)
+        if controls.leave_out & set(view.state.history):  # "don't use this purchase"
+            view = replace(view, state=state_from_record(
+                view.model, customer_id, view.record, view.new_history, attributes=attributes,
+                leave_out=controls.leave_out))
         version = served(view.model)
         if attributes:
             # the deployment's attributes; one the model was not trained with carries no signal
@@ -217,7 +236,41 @@ class Recommender:
         else:
             decision = self.consents.decide(customer_id, view.consent_json)
         allowed = category_mask(decision.consent, version.model.categories)
-        return view, version, decision, allowed
+        return view, version, decision, allowed, controls
+
+
+def _placed_lower(version: ServedVersion, controls: Controls) -> dict[int, str]:
+    """Offer column -> the category the customer asked to see less of, for offers in one."""
+    lower: dict[int, str] = {}
+    if not controls.see_less or SEE_LESS_ATTRIBUTE not in version.offer_attributes:
+        return lower
+    columns = version.offer_columns
+    for category in sorted(controls.see_less):
+        outside = version.outside(SEE_LESS_ATTRIBUTE, category)
+        if outside is None:
+            continue  # no offer of it in this catalog
+        outside = set(outside)
+        lower.update({columns[o]: category for o in version.offer_ids if o not in outside})
+    return lower
+
+
+def _see_less(columns: np.ndarray, scores: np.ndarray, lower: dict[int, str], k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best after dividing the relevance (scores scaled to 0..1 over the pool) of offers
+    placed lower by SEE_LESS_FACTOR; ties keep the model's order."""
+    if len(columns) == 0:
+        return columns, scores
+    low, high = float(scores.min()), float(scores.max())
+    relevance = (scores - low) / (high - low) if high > low else np.ones(len(scores))
+    buried = np.array([c in lower for c in columns.tolist()])
+    relevance = np.where(buried, relevance / SEE_LESS_FACTOR, relevance)
+    order = np.argsort(-relevance, kind="stable")[:k]
+    return columns[order], scores[order]
+
+
+def _see_less_criterion(category: str) -> dict:
+    return {"category": YOUR_CHOICE, "text": f"You asked to see less of {category}: placed lower",
+            "share": 0.0, "direction": "negative"}
 
 
 def _outside(version: ServedVersion, attribute: str, value: str, field: str) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     model:{version}:customer:{id}        one customer's partials, training history and attributes
     history:{id}                         offers posted since training (list; outlives versions)
     consent:{id}                         the consent cache (owned by the consent module)
+    controls:{id}                        the customer's controls cache (serving.controls)
     revoked:{subject hash}               tokens issued before this time are void (an erasure;
                                          named by the erasure's HMAC of the id, not the id)
 
@@ -137,6 +138,9 @@ class Keys:
 
     def consent(self, customer_id: str) -> str:
         return f"{self.prefix}consent:{customer_id}"
+
+    def controls(self, customer_id: str) -> str:
+        return f"{self.prefix}controls:{customer_id}"
 
     def tokens_revoked(self, subject: str) -> str:
         return f"{self.prefix}revoked:{subject}"
@@ -324,6 +328,7 @@ class _OneCustomer:
 def state_from_record(
     loaded: LoadedModel, customer_id: str, record: CustomerRecord | None,
     new_history: Iterable[str] = (), *, attributes: Mapping[str, object] | None = None,
+    leave_out: Iterable[str] = (),
 ) -> ranking.CustomerState:
     """ranking.customer_state for a customer read from Redis: stored partials for a known customer,
     feature-based partials for an unknown one with attributes (cold start) or with new history
@@ -335,7 +340,7 @@ def state_from_record(
         )
     return ranking.customer_state(
         _OneCustomer(loaded, customer_id, record), customer_id, attributes=attributes,
-        new_history=tuple(new_history),
+        new_history=tuple(new_history), leave_out=leave_out,
     )
 
 
@@ -344,7 +349,8 @@ def state_from_record(
 # false, which keeps its place in the reply (nil would cut the list short) and arrives as None.
 _FETCH_CUSTOMER = """
 return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2]),
-        redis.call('LRANGE', KEYS[3], 0, -1), redis.call('GET', KEYS[4])}
+        redis.call('LRANGE', KEYS[3], 0, -1), redis.call('GET', KEYS[4]),
+        redis.call('GET', KEYS[5])}
 """
 
 
@@ -387,21 +393,22 @@ class RedisModelStore:
 
     def fetch_customer(
         self, version: str, customer_id: str
-    ) -> tuple[CustomerRecord | None, list[str], str | None]:
+    ) -> tuple[CustomerRecord | None, list[str], str | None, str | None]:
         """(stored record or None, offers posted since training oldest first, cached consent JSON
-        or None), in one round trip. VersionGone if the version was removed meanwhile: the script
-        runs atomically, so the reads are one snapshot, and removal drops the complete marker before
-        anything else, so a present marker means the record read is the version's, not a gap.
+        or None, cached controls JSON or None), in one round trip. VersionGone if the version was
+        removed meanwhile: the script runs atomically, so the reads are one snapshot, and removal
+        drops the complete marker before anything else, so a present marker means the record read
+        is the version's, not a gap.
         (A script rather than MULTI: one command to send and one reply to parse, on every request.)"""
         keys = self.keys
-        blob, complete, history, consent = self._fetch(keys=[
+        blob, complete, history, consent, controls = self._fetch(keys=[
             keys.customer(version, customer_id), keys.complete(version),
-            keys.history(customer_id), keys.consent(customer_id),
+            keys.history(customer_id), keys.consent(customer_id), keys.controls(customer_id),
         ])
         if not complete:
             raise VersionGone(version)
         record = None if blob is None else decode_customer(blob)
-        return record, [_text(o) for o in history], _text(consent)
+        return record, [_text(o) for o in history], _text(consent), _text(controls)
 
     def append_interaction(self, customer_id: str, offer_id: str, *, retry: bool = False) -> int:
         """Record an interaction made since training; the customer's next state includes it.
@@ -429,7 +436,8 @@ class RedisModelStore:
             for v in self.client.zrange(zset, 0, -1)
         }
         doomed = [keys.customer(v, customer_id) for v in sorted(versions)]
-        doomed += [keys.history(customer_id), keys.consent(customer_id)]
+        doomed += [keys.history(customer_id), keys.consent(customer_id),
+                   keys.controls(customer_id)]
         return self.client.unlink(*doomed)
 
     def tokens_revoked_at(self, subject: str) -> float | None:
@@ -447,6 +455,8 @@ class CustomerView:
     state: ranking.CustomerState
     record: CustomerRecord | None
     consent_json: str | None
+    controls_json: str | None = None
+    new_history: tuple[str, ...] = ()  # offers posted since training
     degraded: bool = False  # the store lost the model: nothing of the customer could be read
 
 
@@ -525,7 +535,8 @@ class ModelCache:
         for attempt in range(2):
             try:
                 model = self.snapshot(wait=attempt > 0)
-                record, new_history, consent = self.store.fetch_customer(model.version, customer_id)
+                record, new_history, consent, controls = self.store.fetch_customer(
+                    model.version, customer_id)
             except VersionGone:
                 self.invalidate(model.version)
                 continue
@@ -541,7 +552,7 @@ class ModelCache:
                 return self._degraded(customer_id)
             self._degraded_logged = False
             state = state_from_record(model, customer_id, record, new_history, attributes=attributes)
-            return CustomerView(model, state, record, consent)
+            return CustomerView(model, state, record, consent, controls, tuple(new_history))
         raise VersionGone(model.version)
 
     def _degraded(self, customer_id: str) -> CustomerView:

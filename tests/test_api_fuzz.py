@@ -22,6 +22,8 @@ NOT_IN_A_SCHEMA = {
     "POST /v1/customers/{customer_id}/interactions": "offer_id must be in the catalog",
     "POST /v1/feedback": "the request id must name a served response; customer_id with a key",
     "GET /v1/customers/{customer_id}/data-usage": "since must be before until",
+    "POST /v1/customers/{customer_id}/controls": "value names an offer, a category or a past "
+                                                 "purchase of the catalog and the customer",
 }
 
 

@@ -65,7 +65,8 @@ UNKNOWN = "zz_not_a_parameter"
 
 
 def _url(path: str) -> str:
-    return path.format(customer_id=CUSTOMER, offer_id="o0001", case_id="no-such-case")
+    return path.format(customer_id=CUSTOMER, offer_id="o0001", case_id="no-such-case",
+                       kind="not_relevant", value="o0001")
 
 
 def _query_parameters(operation: dict) -> dict[str, dict]:

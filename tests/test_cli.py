@@ -93,9 +93,11 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
     import sqlalchemy as sa
 
     from recommender.consent import Consent
+    from recommender.loaders import load_synthetic
     from recommender.taxonomy import Taxonomy
     from serving.records.audit import erasures_table, subject_hash
     from serving.records.consent import ConsentStore
+    from serving.records.controls import record_control
     from serving.records.database import create_schema, make_engine
 
     url = f"sqlite:///{tmp_path / 'trustrec.db'}"
@@ -106,6 +108,8 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
             subject_hash=subject_hash("c00001", "s" * 32), erased_at=datetime.now(UTC), counts="{}"))
     ConsentStore(engine, Taxonomy.default()).set(
         "c00002", Consent(frozenset({"demographics"}), "full"), actor="c00002", source="customer")
+    gift = str(load_synthetic().interactions.query("customer_id == 'c00003'")["offer_id"].iloc[0])
+    record_control(engine, "c00003", "leave_out", gift, datetime.now(UTC))
     engine.dispose()
     result = subprocess.run(
         [sys.executable, "-m", "trustrec.cli", "train", "--model", "popularity",
@@ -120,6 +124,9 @@ def test_train_leaves_out_erased_customers_and_withdrawn_history(tmp_path):
     assert "c00001" not in artifact.customer_rows
     assert artifact.manifest["counts"]["customers_history_excluded"] == 1
     assert "c00002" not in set(artifact.history["customer_id"])
+    # the purchase c00003 asked not to use is not among their positives
+    assert artifact.manifest["counts"]["interactions_left_out_by_customers"] >= 1
+    assert gift not in artifact.histories["c00003"]
 
 
 def test_train_adds_the_interactions_posted_to_the_api(tmp_path):

@@ -143,7 +143,7 @@ def test_scores_from_redis_equal_artifact_scores_exactly(store, hybrids):
     masks = [all_allowed(artifact), np.array([c != HISTORY for c in categories]),
              np.zeros(len(categories), dtype=bool)]
     for customer_id in artifact.customers.index:
-        record, new_history, consent = store.fetch_customer(model.version, customer_id)
+        record, new_history, consent, _ = store.fetch_customer(model.version, customer_id)
         assert (new_history, consent) == ([], None)
         state = state_from_record(model, customer_id, record, new_history)
         expected = ranking.customer_state(artifact, customer_id)
@@ -355,7 +355,7 @@ def test_erasure_removes_the_customer_from_every_version(store, hybrids):
     assert store.tokens_revoked_at("hmac-of-the-id") == pytest.approx(time.time(), abs=5)
     assert store.tokens_revoked_at("another") is None
     for artifact in hybrids:
-        assert store.fetch_customer(artifact.version, customer_id) == (None, [], None)
+        assert store.fetch_customer(artifact.version, customer_id) == (None, [], None, None)
 
 
 def test_connect_reports_an_unreachable_url(monkeypatch):

@@ -1,6 +1,8 @@
 """Training data as the serving database's records allow: consent (withdrawn history, withheld
-attributes), erasures, and the interactions posted to the API. `trustrec train` and the notebooks'
-save_model use it, so a model meant for serving is trained on the same data either way."""
+attributes), erasures, the interactions posted to the API, and the customers' controls (a purchase
+they asked not to use, an offer they marked not relevant: not a positive for them). `trustrec
+train` and the notebooks' save_model use it, so a model meant for serving is trained on the same
+data either way."""
 
 from __future__ import annotations
 
@@ -33,11 +35,28 @@ def as_records_allow(
         if recorded_interactions:
             dataset = _with_recorded(dataset, engine)
         dataset, erased = _without_erased(dataset, engine, secret)
+        dataset, left_out = _without_controlled(dataset, engine)
         store = ConsentStore(engine, dataset.taxonomy, regime)
         view, counts = training_data(dataset, store.consents(), store.default)
     finally:
         engine.dispose()
-    return view, counts | {"customers_erased": erased}
+    return view, counts | {"customers_erased": erased, "interactions_left_out_by_customers": left_out}
+
+
+def _without_controlled(dataset: Dataset, engine) -> tuple[Dataset, int]:
+    """The dataset without the (customer, offer) pairs a customer asked not to use or marked not
+    relevant: they are no positive of that customer's."""
+    from serving.records.controls import LEAVE_OUT, NOT_RELEVANT, all_controls
+
+    pairs = {(customer, offer) for customer, _, offer in all_controls(engine, (LEAVE_OUT,
+                                                                               NOT_RELEVANT))}
+    if not pairs:
+        return dataset, 0
+    interactions = dataset.interactions
+    named = [(str(c), str(o)) in pairs for c, o in zip(interactions["customer_id"],
+                                                         interactions["offer_id"], strict=True)]
+    kept = interactions[[not n for n in named]].reset_index(drop=True)
+    return dataset.with_interactions(kept), len(interactions) - len(kept)
 
 
 def _with_recorded(dataset: Dataset, engine) -> Dataset:

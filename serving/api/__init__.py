@@ -6,7 +6,17 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from serving.api import accountability, consent, health, interactions, offers, openapi, tokens
+    from serving.api import (
+        accountability,
+        consent,
+        controls,
+        health,
+        interactions,
+        offers,
+        openapi,
+        tokens,
+    )
 
-    for module in (offers, consent, interactions, tokens, health, openapi, accountability):
+    for module in (offers, consent, interactions, tokens, health, openapi, accountability,
+                   controls):
         app.register_blueprint(module.bp)

@@ -18,8 +18,10 @@ from flask import Blueprint, current_app, g, jsonify
 
 from explain.templates import POPULARITY, Templates
 from recommender.consent import LEVELS
+from recommender.features import attribute_values
 from serving.api import params
 from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
+from serving.controls import SEE_LESS_ATTRIBUTE
 from serving.errors import ApiError, bad_parameter
 from serving.records.audit import (
     CASE_KINDS,
@@ -30,6 +32,7 @@ from serving.records.audit import (
     subject_hash,
     utc,
 )
+from serving.records.controls import NOT_RELEVANT, SEE_LESS
 from serving.records.erasure import erase_records
 from serving.records.feedback import list_cases as list_cases_records
 from serving.records.feedback import record_feedback
@@ -167,10 +170,13 @@ def feedback():
                        "offer_id")
     now = _now()
     case_id = str(uuid.uuid4()) if kind in CASE_KINDS else None
+    control = _control(services, kind, offer_id)
     # not yet in the trail (another worker is writing it): its writer checks the offer then
     record_feedback(services.engine, request_id=request_id, customer_id=claimed,
                     offer_id=offer_id, kind=kind, text=text, case_id=case_id, now=now,
-                    offer_served=True if served is not None else None)
+                    offer_served=True if served is not None else None, control=control)
+    if control is not None:  # from the very next request on
+        services.controls.changed(claimed)
     body = {"request_id": g.request_id, "feedback_for": request_id, "offer_id": offer_id,
             "kind": kind, "recorded_at": now.isoformat(), "case_id": case_id}
     if case_id is not None:
@@ -180,6 +186,21 @@ def feedback():
     response = jsonify(body)
     response.status_code = 201
     return response
+
+
+def _control(services, kind: str, offer_id: str) -> tuple[str, str] | None:
+    """What "not relevant" and "see less like this" ask of the next offers (serving.controls)."""
+    if kind == NOT_RELEVANT:
+        return (NOT_RELEVANT, offer_id)
+    if kind != SEE_LESS:
+        return None
+    offers = services.cache.snapshot().offers
+    values = (attribute_values(offers.at[offer_id, SEE_LESS_ATTRIBUTE])
+              if SEE_LESS_ATTRIBUTE in offers and offer_id in offers.index else [])
+    if not values:
+        raise bad_parameter("offer_id", f"offer {offer_id!r} has no {SEE_LESS_ATTRIBUTE} to see "
+                                        "less of")
+    return (SEE_LESS, values[0])
 
 
 def _unknown_request(request_id: str) -> ApiError:

@@ -40,7 +40,8 @@ from serving.served import ServedRecord
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_KINDS = ("clicked", "purchased", "dismissed", "not_relevant", "report", "talk_to_person")
+FEEDBACK_KINDS = ("clicked", "purchased", "dismissed", "not_relevant", "see_less", "report",
+                  "talk_to_person")
 POSITIVE_KINDS = ("clicked", "purchased")
 CASE_KINDS = ("report", "talk_to_person")
 CASE_STATUSES = ("open", "in_progress", "resolved", "closed")

@@ -27,7 +27,8 @@ POSTGRES_CONNECT_TIMEOUT_S = 2  # an unreachable database answers 503 in this lo
 # Modules that declare tables on `metadata`; create_schema imports them so that no table is
 # missed just because its module was not imported yet (a missing table would make every consent
 # read fail closed, silently).
-TABLE_MODULES = ("serving.records.consent", "serving.records.audit", "serving.records.interactions")
+TABLE_MODULES = ("serving.records.consent", "serving.records.audit", "serving.records.interactions",
+                 "serving.records.controls")
 
 metadata = sa.MetaData()
 

@@ -22,6 +22,7 @@ from serving.records.audit import (
     subject_hash,
 )
 from serving.records.consent import consent_table, history_table
+from serving.records.controls import delete_controls
 from serving.records.database import begin_write
 from serving.records.interactions import delete_interactions
 
@@ -44,6 +45,7 @@ def erase_records(engine: Engine, customer_id: str, secret: str, now: datetime,
             "cases": connection.execute(sa.delete(cases_table).where(
                 cases_table.c.customer_id == customer_id)).rowcount,
             "interactions": delete_interactions(connection, customer_id),
+            "controls": delete_controls(connection, customer_id),
         }
         counts |= removed_elsewhere
         digest = subject_hash(customer_id, secret)

@@ -9,15 +9,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.records.audit import CLOSED_STATUSES, cases_table, feedback_table, utc
+from serving.records.controls import add_control
 from serving.records.database import begin_write
 
 
 def record_feedback(engine: Engine, *, request_id: str, customer_id: str, offer_id: str, kind: str,
                     text: str | None, case_id: str | None, now: datetime,
-                    offer_served: bool | None = True) -> None:
-    """The feedback row, and the case it opens (case_id given), in one transaction.
-    offer_served None: the response's audit record is not written yet (its writer settles it)."""
+                    offer_served: bool | None = True,
+                    control: tuple[str, str] | None = None) -> None:
+    """The feedback row, the case it opens (case_id given) and the control it sets ((kind,
+    value): "not relevant", "see less"), in one transaction. offer_served None: the response's
+    audit record is not written yet (its writer settles it)."""
     with begin_write(engine) as connection:
+        if control is not None:
+            add_control(connection, customer_id, *control, now)
         if case_id is not None:
             connection.execute(sa.insert(cases_table).values(
                 case_id=case_id, customer_id=customer_id, request_id=request_id,

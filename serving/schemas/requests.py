@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from recommender.consent import LEVELS
 from serving.records.audit import CASE_STATUSES, FEEDBACK_KINDS, MAX_TEXT
 from serving.records.consent import MAX_ID_LENGTH
+from serving.records.controls import KINDS as CONTROL_KINDS
 from serving.schemas import absent
 
 INTERACTION_KINDS = ("purchase", "click", "rating")
@@ -88,9 +89,17 @@ class Feedback(RequestBody):
         min_length=1, max_length=MAX_ID_LENGTH, pattern=PRINTABLE)
 
 
+class Control(RequestBody):
+    kind: Literal[CONTROL_KINDS] = Field(description=(
+        "not_relevant: leave this offer out; see_less: place offers of this category lower; "
+        "leave_out: do not use this past purchase."))
+    value: Id = Field(description="An offer id (not_relevant, leave_out) or a category "
+                                  "(see_less).")
+
+
 class CaseUpdate(RequestBody):
     status: Literal[CASE_STATUSES]
     note: Text = absent()
 
 
-MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate)
+MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate, Control)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from recommender.consent import LEVELS
 from serving.records.audit import CASE_KINDS, CASE_STATUSES, FEEDBACK_KINDS
 from serving.schemas import absent
-from serving.schemas.requests import INTERACTION_KINDS
+from serving.schemas.requests import CONTROL_KINDS, INTERACTION_KINDS
 
 DIRECTIONS = ("positive", "negative", "neutral")
 RULE_CHANGES = ("excluded", "boosted", "buried", "capped", "diversified", "displaced")
@@ -157,7 +157,7 @@ class Minor(Body):
 class Link(Body):
     href: str
     method: str
-    text: str
+    text: str = absent()
 
 
 class RuleNote(Body):
@@ -415,6 +415,39 @@ class ErasureReceipt(Body):
     text: str
 
 
+class ControlItem(Body):
+    kind: Literal[CONTROL_KINDS]
+    value: str
+    name: str = Field(description="The offer's title, or the category.")
+    created_at: str
+    text: str = Field(description="What it does, in plain words (and, for a purchase left out "
+                                  "while a learned profile still carries it, that it does).")
+    undo: Link
+
+
+class Controls(Body):
+    request_id: str
+    customer_id: str
+    controls: list[ControlItem]
+
+
+class ModelHolds(Body):
+    version: str
+    known: bool = Field(description="Whether the model was trained with this customer.")
+    attributes: dict[str, str] = Field(description="The attribute values the model holds.")
+    history: list[str] = Field(description="Past offers the model uses, oldest first.")
+
+
+class DataExport(Body):
+    request_id: str
+    customer_id: str
+    exported_at: str
+    model: ModelHolds
+    records: dict[str, list[dict[str, Any]]] = Field(description=(
+        "Every row the records database holds for the customer, by table: consent and its "
+        "history, controls, interactions, feedback, cases, the responses served and why."))
+
+
 class Health(Body):
     status: Literal["ok"]
 
@@ -425,4 +458,5 @@ class Ready(Body):
 
 
 MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
-          FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready)
+          FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready,
+          Controls, DataExport)

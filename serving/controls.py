@@ -1,0 +1,80 @@
+"""A customer's controls on the request path: the database owns them (serving.records.controls),
+Redis caches them beside the customer's record, read in the same round trip. A change writes the
+new value over the cache after it is committed; a request that missed fills the cache only if
+nothing is there (SET NX), so a fill from a read made before a change never hides the change."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.engine import Engine
+
+from serving.records.controls import LEAVE_OUT, NOT_RELEVANT, SEE_LESS, controls_of
+from serving.redis_store import Keys
+
+log = logging.getLogger(__name__)
+
+SEE_LESS_FACTOR = 4.0  # an offer of a category to see less of keeps a quarter of its relevance
+SEE_LESS_ATTRIBUTE = "category"  # the offer attribute "see less like this" names
+
+
+@dataclass(frozen=True)
+class Controls:
+    not_relevant: frozenset[str] = frozenset()  # offers left out
+    see_less: frozenset[str] = frozenset()  # categories placed lower
+    leave_out: frozenset[str] = frozenset()  # past purchases not used
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> Controls:
+        by_kind: dict[str, set[str]] = {NOT_RELEVANT: set(), SEE_LESS: set(), LEAVE_OUT: set()}
+        for row in rows:
+            by_kind.setdefault(row["kind"], set()).add(row["value"])
+        return cls(frozenset(by_kind[NOT_RELEVANT]), frozenset(by_kind[SEE_LESS]),
+                   frozenset(by_kind[LEAVE_OUT]))
+
+    def to_json(self) -> str:
+        return json.dumps({NOT_RELEVANT: sorted(self.not_relevant),
+                           SEE_LESS: sorted(self.see_less), LEAVE_OUT: sorted(self.leave_out)},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Controls:
+        raw = json.loads(text)
+        return cls(frozenset(raw[NOT_RELEVANT]), frozenset(raw[SEE_LESS]),
+                   frozenset(raw[LEAVE_OUT]))
+
+    def __bool__(self) -> bool:
+        return bool(self.not_relevant or self.see_less or self.leave_out)
+
+
+NONE = Controls()
+
+
+class ControlsCache:
+    def __init__(self, client: redis.Redis, keys: Keys, engine: Engine,
+                 ttl_seconds: int = 3600) -> None:
+        self.client, self.keys, self.engine, self.ttl_seconds = client, keys, engine, ttl_seconds
+
+    def get(self, customer_id: str, cached: str | None) -> Controls:
+        """The customer's controls; `cached`: the cache entry read with the customer (None: a
+        miss, filled from the database)."""
+        if cached is not None:
+            try:
+                return Controls.from_json(cached)
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable: read the database instead
+        controls = Controls.from_rows(controls_of(self.engine, customer_id))
+        try:
+            self.client.set(self.keys.controls(customer_id), controls.to_json(), nx=True,
+                            ex=self.ttl_seconds)
+        except redis.RedisError as exc:  # the answer stands; only the next request pays again
+            log.warning("controls cache of customer %r not filled: %s", customer_id, exc)
+        return controls
+
+    def changed(self, customer_id: str) -> None:
+        """After a committed change: the cache holds what the database now holds."""
+        controls = Controls.from_rows(controls_of(self.engine, customer_id))
+        self.client.set(self.keys.controls(customer_id), controls.to_json(), ex=self.ttl_seconds)
