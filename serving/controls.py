@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.engine import Engine
 
-from serving.records.controls import LEAVE_OUT, NOT_RELEVANT, SEE_LESS, controls_of
+from serving.records.controls import (
+    LEAVE_OUT,
+    NOT_RELEVANT,
+    SEE_LESS,
+    controls_of,
+    corrections_of,
+)
 from serving.redis_store import Keys
 
 log = logging.getLogger(__name__)
@@ -26,28 +32,36 @@ class Controls:
     not_relevant: frozenset[str] = frozenset()  # offers left out
     see_less: frozenset[str] = frozenset()  # categories placed lower
     leave_out: frozenset[str] = frozenset()  # past purchases not used
+    corrections: tuple[tuple[str, str | None], ...] = ()  # (attribute, value; None: cleared)
 
     @classmethod
-    def from_rows(cls, rows: list[dict]) -> Controls:
+    def from_rows(cls, rows: list[dict], corrections: dict[str, str | None]) -> Controls:
         by_kind: dict[str, set[str]] = {NOT_RELEVANT: set(), SEE_LESS: set(), LEAVE_OUT: set()}
         for row in rows:
             by_kind.setdefault(row["kind"], set()).add(row["value"])
         return cls(frozenset(by_kind[NOT_RELEVANT]), frozenset(by_kind[SEE_LESS]),
-                   frozenset(by_kind[LEAVE_OUT]))
+                   frozenset(by_kind[LEAVE_OUT]), tuple(sorted(corrections.items())))
 
     def to_json(self) -> str:
         return json.dumps({NOT_RELEVANT: sorted(self.not_relevant),
-                           SEE_LESS: sorted(self.see_less), LEAVE_OUT: sorted(self.leave_out)},
-                          separators=(",", ":"))
+                           SEE_LESS: sorted(self.see_less), LEAVE_OUT: sorted(self.leave_out),
+                           "corrections": dict(self.corrections)}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Controls:
         raw = json.loads(text)
         return cls(frozenset(raw[NOT_RELEVANT]), frozenset(raw[SEE_LESS]),
-                   frozenset(raw[LEAVE_OUT]))
+                   frozenset(raw[LEAVE_OUT]), tuple(sorted(raw["corrections"].items())))
 
-    def __bool__(self) -> bool:
-        return bool(self.not_relevant or self.see_less or self.leave_out)
+    def corrected(self, attributes: dict[str, object]) -> dict[str, object]:
+        """`attributes` with the customer's corrections applied (a cleared one removed)."""
+        out = dict(attributes)
+        for attribute, value in self.corrections:
+            if value is None:
+                out.pop(attribute, None)
+            else:
+                out[attribute] = value
+        return out
 
 
 NONE = Controls()
@@ -66,7 +80,7 @@ class ControlsCache:
                 return Controls.from_json(cached)
             except (ValueError, KeyError, TypeError):
                 pass  # unreadable: read the database instead
-        controls = Controls.from_rows(controls_of(self.engine, customer_id))
+        controls = self._read(customer_id)
         try:
             self.client.set(self.keys.controls(customer_id), controls.to_json(), nx=True,
                             ex=self.ttl_seconds)
@@ -76,5 +90,9 @@ class ControlsCache:
 
     def changed(self, customer_id: str) -> None:
         """After a committed change: the cache holds what the database now holds."""
-        controls = Controls.from_rows(controls_of(self.engine, customer_id))
+        controls = self._read(customer_id)
         self.client.set(self.keys.controls(customer_id), controls.to_json(), ex=self.ttl_seconds)
+
+    def _read(self, customer_id: str) -> Controls:
+        return Controls.from_rows(controls_of(self.engine, customer_id),
+                                  corrections_of(self.engine, customer_id))

@@ -238,6 +238,22 @@ PATHS: dict[str, Any] = {
              "schema": {"enum": list(CONTROL_KINDS)}},
             {"name": "value", "in": "path", "required": True,
              "schema": {"type": "string", "minLength": 1}}])},
+    "/v1/customers/{customer_id}/attributes": {
+        "get": _op("The customer's attribute values: in use, held by the model, and why", {
+            "200": _json(_ref("Attributes"), "Every attribute of the deployment's taxonomy"),
+            **_errors(400, 401, 403, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="controls"),
+        "put": _op("Correct or clear attribute values", {
+            "200": _json(_ref("Attributes"), "The values now in use (from the next request)"),
+            **_errors(400, 401, 403, 413, 415, 429, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="controls", description="A corrected value is used instead of the one the model "
+            "holds from the next request (the customer is placed from their attributes, as a new "
+            "one is), and by the next training; a cleared one is not used at all.",
+            body={"required": True,
+                  "content": {"application/json": {"schema": _ref("AttributesUpdate")}}}),
+    },
     "/v1/customers/{customer_id}/data-export": {"get": _op(
         "Download everything held about the customer", {
             "200": _json(_ref("DataExport"), "One JSON document (Content-Disposition: attachment)"),
@@ -316,12 +332,14 @@ def document(taxonomy: Taxonomy, *, max_k: int = Settings.model_fields["max_k"].
              token_max_seconds: int = Settings.model_fields["token_max_seconds"].default
              ) -> dict[str, Any]:
     """The document of a deployment: its taxonomy's customer attributes are the attr.NAME query
-    parameters it accepts and its categories what consent may allow; its largest k and longest
-    token life are the bounds."""
+    parameters and attribute corrections it accepts, and its categories what consent may allow;
+    its largest k and longest token life are the bounds."""
     spec = copy.deepcopy(_TEMPLATE)
     schemas = spec["components"]["schemas"]
     schemas["ConsentUpdate"]["properties"]["allowed"]["items"]["enum"] = list(taxonomy.categories)
     schemas["TokenRequest"]["properties"]["ttl_seconds"]["maximum"] = token_max_seconds
+    schemas["AttributesUpdate"]["properties"]["values"]["propertyNames"] = {
+        "enum": list(taxonomy.attributes)}
     for p in spec["paths"]["/v1/customers/{customer_id}/offers"]["get"]["parameters"]:
         if p["name"] == "k":
             p["schema"]["maximum"] = max_k

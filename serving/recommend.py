@@ -218,9 +218,12 @@ class Recommender:
         view = self.cache.customer(customer_id, attributes=attributes)
         controls = (self.controls.get(customer_id, view.controls_json)
                     if self.controls is not None and not view.degraded else NO_CONTROLS)
-        if controls.leave_out & set(view.state.history):  # "don't use this purchase"
+        # "don't use this purchase", and attribute values the customer corrected: the state is
+        # rebuilt from features without the one and with the others
+        if controls.leave_out & set(view.state.history) or controls.corrections:
             view = replace(view, state=state_from_record(
-                view.model, customer_id, view.record, view.new_history, attributes=attributes,
+                view.model, customer_id, view.record, view.new_history,
+                attributes=controls.corrected(view.state.attributes),
                 leave_out=controls.leave_out))
         version = served(view.model)
         if attributes:

@@ -4,6 +4,8 @@ export holds every record the database has of the customer."""
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 import test_api
 from test_api import CUSTOMER, bearer, ids, key, offers, small_artifact, token_for
@@ -125,3 +127,33 @@ def test_the_export_holds_every_record_of_the_customer(app, client):
                                    "served_responses"))
     assert export["model"]["attributes"] == {k: str(v) for k, v in
                                             small_artifact().customer_attributes(CUSTOMER).items()}
+
+
+def test_a_corrected_attribute_changes_the_next_offers_and_is_the_value_shown(client):
+    held = small_artifact().customer_attributes(CUSTOMER)
+    before = offers(client, query="?k=10")
+    listed = client.get(f"/v1/customers/{CUSTOMER}/attributes", headers=key()).get_json()
+    region = next(a for a in listed["attributes"] if a["attribute"] == "region")
+    assert region["value"] == held["region"] and region["source"] == "model"
+    corrected = "capital" if held["region"] != "capital" else "north"
+    token = token_for(client, CUSTOMER)
+    response = client.put(f"/v1/customers/{CUSTOMER}/attributes", headers=bearer(token),
+                          json={"values": {"region": corrected, "occupation": None}})
+    assert response.status_code == 200, response.get_json()
+    rows = {a["attribute"]: a for a in response.get_json()["attributes"]}
+    assert (rows["region"]["value"], rows["region"]["source"]) == (corrected, "corrected")
+    assert rows["region"]["held_by_model"] == held["region"]
+    assert (rows["occupation"]["value"], rows["occupation"]["source"]) == (None, "cleared")
+    assert [h["attribute"] for h in response.get_json()["history"]] == ["region", "occupation"]
+    after = offers(client, query="?k=10")
+    assert ids(after) != ids(before) or [o["score"] for o in after["offers"]] != \
+        [o["score"] for o in before["offers"]]
+    located = []
+    for offer in after["offers"]:
+        why = client.get(offer["why"], headers=key()).get_json()
+        located += [c["data"] for c in why["criteria"] if c["category"] == "location"]
+        assert f'"occupation": "{held["occupation"]}"' not in json.dumps(why)  # cleared: unused
+    assert located and all(data == {"region": corrected} for data in located)
+    bad = client.put(f"/v1/customers/{CUSTOMER}/attributes", headers=key(),
+                     json={"values": {"shoe_size": "42"}})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "values.shoe_size"

@@ -44,10 +44,18 @@ def as_records_allow(
 
 
 def _without_controlled(dataset: Dataset, engine) -> tuple[Dataset, int]:
-    """The dataset without the (customer, offer) pairs a customer asked not to use or marked not
-    relevant: they are no positive of that customer's."""
-    from serving.records.controls import LEAVE_OUT, NOT_RELEVANT, all_controls
+    """The dataset with the attribute values customers corrected, and without the (customer,
+    offer) pairs a customer asked not to use or marked not relevant: no positive of theirs."""
+    from serving.records.controls import LEAVE_OUT, NOT_RELEVANT, all_controls, all_corrections
 
+    customers = dataset.customers
+    corrected = [(c, a, v) for c, a, v in all_corrections(engine)
+                 if c in customers.index and a in customers.columns]
+    if corrected:  # the values customers corrected (None: cleared) replace those of the data
+        customers = customers.astype({a: object for _, a, _ in corrected})
+        for customer, attribute, value in corrected:
+            customers.at[customer, attribute] = value
+        dataset = replace(dataset, customers=customers)
     pairs = {(customer, offer) for customer, _, offer in all_controls(engine, (LEAVE_OUT,
                                                                                NOT_RELEVANT))}
     if not pairs:

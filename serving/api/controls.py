@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import redis
 from flask import Blueprint, current_app, g, jsonify
 
+from explain.templates import Templates
 from serving.api import params
-from serving.auth import ADMIN, STOREFRONT, require
+from serving.auth import ADMIN, STOREFRONT, current_principal, require
 from serving.controls import SEE_LESS_ATTRIBUTE
 from serving.errors import ApiError, bad_parameter
 from serving.explaining import served
@@ -24,11 +25,14 @@ from serving.records.controls import (
     NOT_RELEVANT,
     SEE_LESS,
     controls_of,
+    correct_attributes,
+    correction_history,
+    corrections_of,
     record_control,
     remove_control,
 )
 from serving.records.export import customer_rows
-from serving.schemas.requests import Control
+from serving.schemas.requests import AttributesUpdate, Control
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,32 @@ def undo(customer_id: str, kind: str, value: str):
     return jsonify(_body(customer_id))
 
 
+@bp.get("/attributes")
+@require(STOREFRONT, ADMIN, own_customer=True)
+def attributes(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    return jsonify(_attributes_body(customer_id))
+
+
+@bp.put("/attributes")
+@require(STOREFRONT, ADMIN, own_customer=True)
+def correct(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    body = params.body(AttributesUpdate)
+    services = current_app.extensions["trustrec"]
+    known = services.consents.taxonomy.attributes
+    for name in body.values:
+        if name not in known:
+            raise bad_parameter(f"values.{name}", f"unknown customer attribute {name!r}; known: "
+                                                  f"{', '.join(sorted(known))}")
+    correct_attributes(services.engine, customer_id, body.values, current_principal().actor,
+                       datetime.now(UTC))
+    _apply(services, customer_id)
+    return jsonify(_attributes_body(customer_id))
+
+
 @bp.get("/data-export")
 @require(STOREFRONT, ADMIN, own_customer=True)
 def export(customer_id: str):
@@ -124,6 +154,31 @@ def _apply(services, customer_id: str) -> None:
         log.error("controls of %r saved but the cache was not updated", customer_id)
         raise ApiError(503, "not_ready", "the change was saved but could not be applied yet; "
                        "send it again") from None
+
+
+def _attributes_body(customer_id: str) -> dict:
+    """Every attribute of the deployment: the value in use, the one the model holds, and why."""
+    services = current_app.extensions["trustrec"]
+    taxonomy = services.consents.taxonomy
+    held = services.cache.customer(customer_id).state.attributes
+    corrections = corrections_of(services.engine, customer_id)
+    templates = Templates.default()
+    rows = []
+    for attribute, category in taxonomy.attributes.items():
+        stored = held.get(attribute)
+        stored = None if stored is None or str(stored) in ("", "nan") else str(stored)
+        if attribute in corrections:
+            value = corrections[attribute]
+            source = "cleared" if value is None else "corrected"
+        else:
+            value, source = stored, "model" if stored is not None else "none"
+        rows.append({"attribute": attribute, "category": category,
+                     "category_name": templates.name(category), "value": value,
+                     "held_by_model": stored, "source": source})
+    history = [dict(h, changed_at=h["changed_at"].isoformat())
+               for h in correction_history(services.engine, customer_id)]
+    return {"request_id": g.request_id, "customer_id": customer_id, "attributes": rows,
+            "history": history}
 
 
 def _body(customer_id: str) -> dict:

@@ -97,9 +97,18 @@ class Control(RequestBody):
                                   "(see_less).")
 
 
+class AttributesUpdate(RequestBody):
+    values: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                 Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)] | None
+                 ] = Field(description=(
+        "Attribute -> the correct value, or null to have none used; attributes not named are "
+        "left as they are."), max_length=64)
+
+
 class CaseUpdate(RequestBody):
     status: Literal[CASE_STATUSES]
     note: Text = absent()
 
 
-MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate, Control)
+MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate, Control,
+          AttributesUpdate)

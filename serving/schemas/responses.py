@@ -431,6 +431,31 @@ class Controls(Body):
     controls: list[ControlItem]
 
 
+class AttributeHeld(Body):
+    attribute: str
+    category: str
+    category_name: str
+    value: str | None = Field(description="The value in use (null: none).")
+    held_by_model: str | None = Field(description="The value the model was trained with.")
+    source: Literal["model", "corrected", "cleared", "none"]
+
+
+class AttributeChange(Body):
+    attribute: str
+    old: str | None
+    new: str | None
+    cleared: bool
+    changed_at: str
+    actor: str
+
+
+class Attributes(Body):
+    request_id: str
+    customer_id: str
+    attributes: list[AttributeHeld]
+    history: list[AttributeChange] = Field(description="Every correction, oldest first.")
+
+
 class ModelHolds(Body):
     version: str
     known: bool = Field(description="Whether the model was trained with this customer.")
@@ -459,4 +484,4 @@ class Ready(Body):
 
 MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
           FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready,
-          Controls, DataExport)
+          Controls, DataExport, Attributes)
