@@ -109,7 +109,7 @@ def shown_why(card) -> dict:
         "criteria": list(zip(categories, texts, strict=True)),
         "bars": card.locator(".bars li").evaluate_all("l => l.map(e => e.dataset.category)"),
         "values": card.locator(".bars .bar-value").all_inner_texts(),
-        "past": card.locator(".past-items li").all_inner_texts(),
+        "past": card.locator(".past-items .past-title").all_inner_texts(),
         "not_used": card.locator(".not-used li").evaluate_all("l => l.map(e => e.dataset.category)"),
     }
 
@@ -180,7 +180,7 @@ def test_offers_why_switching_a_category_off_and_feedback(page, server, client):
     # feedback: not relevant, a report, and a handoff to a person with its case id
     first, second = page.locator(".card").nth(0), page.locator(".card").nth(1)
     second.get_by_role("button", name="Not relevant").click()
-    second.locator(".feedback-status").filter(has_text="not relevant").wait_for()
+    second.locator(".feedback-status").filter(has_text="will not be shown").wait_for()
     second.get_by_role("button", name="Report a problem").click()
     second.get_by_label("What is wrong with this offer?").fill("Wrong size shown")
     second.get_by_role("button", name="Send report").click()
@@ -300,3 +300,79 @@ def test_a_promoted_offer_says_so_and_its_why_names_the_shops_rule(browser, make
             shot(tab, "8-promoted-offer-why")
         finally:
             context.close()
+
+
+# --- the customer's controls, and every page accessible on a desktop and a phone ------------------
+def test_not_relevant_see_less_and_a_purchase_not_used_from_the_offers_page(page, server, client):
+    token = token_for(client, CUSTOMER)
+    shown = open_offers(page, server, f"token={token}")
+    card = page.locator(".card").nth(1)
+    card.get_by_role("button", name="Not relevant").click()
+    card.locator(".feedback-status").filter(has_text="will not be shown").wait_for()
+    assert shown[1] not in test_api.ids(offers(client, query=f"?k={K}", headers=bearer(token)))
+    card.get_by_role("button", name="Undo").click()
+    card.locator(".feedback-status").filter(has_text="Undone").wait_for()
+    assert shown[1] in test_api.ids(offers(client, query=f"?k={K}", headers=bearer(token)))
+
+    card = open_why(page, 0)
+    past = card.locator(".past-items li").first
+    gift_title = past.locator(".past-title").inner_text()
+    past.get_by_role("button").click()
+    card.locator(".past-items").get_by_role("status").wait_for()
+    served = offers(client, query=f"?k={K}", headers=bearer(token))
+    why = api_why(client, token, served["offers"][0]["offer_id"])
+    titles = [p["title"] for c in why["criteria"] for p in c["data"].get("past_offers", [])]
+    assert gift_title not in titles
+    shot(page, "9-controls-on-offers")
+
+
+def test_your_data_requests_download_and_erasure_on_the_privacy_page(page, server, client):
+    token = token_for(client, CUSTOMER)
+    page.goto(f"{server}/pages/privacy#token={token}")
+    page.locator("#your-data .attribute").first.wait_for()
+    assert page.locator("#applied-text").inner_text().startswith("Fully personal")
+    region = page.get_by_label("Region (Your location)")
+    held = region.input_value()
+    region.fill("capital" if held != "capital" else "north")
+    page.get_by_role("button", name="Save my data").click()
+    page.locator("#attributes-saved").filter(has_text="Saved").wait_for()
+    listed = client.get(f"/v1/customers/{CUSTOMER}/attributes", headers=key()).get_json()
+    [row] = [a for a in listed["attributes"] if a["attribute"] == "region"]
+    assert row["source"] == "corrected" and row["value"] != held
+
+    page.get_by_role("button", name="Download my data").click()
+    link = page.get_by_role("link", name="Save the file")
+    link.wait_for()
+    assert link.get_attribute("href").startswith("blob:")
+
+    page.get_by_role("button", name="Erase my data").click()
+    page.get_by_role("button", name="Yes, erase everything").click()
+    page.locator("#erase-status .receipt").wait_for()
+    assert client.get(f"/v1/customers/{CUSTOMER}/offers", headers=bearer(token)).status_code == 401
+    shot(page, "10-privacy-data-erased")
+
+
+@pytest.mark.parametrize("viewport", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_every_page_is_accessible_and_fits_the_screen(browser, server, client, viewport):
+    from axe_playwright_python.sync_playwright import Axe
+
+    token = token_for(client, CUSTOMER)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.set_default_timeout(WAIT_MS)
+    tab = context.new_page()
+    axe = Axe()
+    try:
+        tab.goto(f"{server}/pages/offers#token={token}")
+        tab.wait_for_selector(".card")
+        open_why(tab, 0)
+        for name, ready in (("offers", ".card"), ("privacy", "#your-data .attribute"),
+                            ("data-usage", "#usage"), ("policy", "#policy")):
+            if name != "offers":
+                tab.goto(f"{server}/pages/{name}")
+                tab.wait_for_selector(ready)
+            results = axe.run(tab)
+            assert results.violations_count == 0, (name, results.generate_report())
+            wide = tab.evaluate("document.documentElement.scrollWidth")
+            assert wide <= viewport[0], (name, wide)
+    finally:
+        context.close()

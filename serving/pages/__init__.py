@@ -20,6 +20,10 @@ from serving.api.accountability import LEVEL_TEXT
 from serving.auth import CUSTOMER, current_principal
 from serving.errors import ApiError
 
+# the personalization levels as people say them (the API's names are full, segment, none)
+LEVEL_NAMES = {"full": "Fully personal", "segment": "Like customers similar to me",
+               "none": "Not personal"}
+
 bp = Blueprint("pages", __name__, url_prefix="/pages", template_folder="templates",
                static_folder="static")
 
@@ -54,7 +58,7 @@ def _page_data() -> dict:
     taxonomy = current_app.extensions["trustrec"].consents.taxonomy
     templates = Templates.default()
     names = {c: templates.name(c) for c in (*taxonomy.categories, POPULARITY)}
-    return {"names": names, "levels": LEVEL_TEXT}
+    return {"names": names, "levels": LEVEL_TEXT, "level_names": LEVEL_NAMES}
 
 
 def _render(page: str) -> str:

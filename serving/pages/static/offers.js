@@ -41,8 +41,10 @@ function showPersonalization(body) {
 function card(offer, index, requestId) {
   const panelId = `why-${index}`;
   const heading = el("h2", { id: `offer-${index}` }, offer.title);
-  const why = el("button", { type: "button", class: "why", "aria-expanded": "false", "aria-controls": panelId },
-    "Why do I see this?");
+  const why = el("button", {
+    type: "button", class: "why", "aria-expanded": "false", "aria-controls": panelId,
+    "aria-describedby": `offer-${index}`,  // which offer: six buttons share the words
+  }, "Why do I see this?");
   const panel = el("div", { id: panelId, class: "why-panel", role: "region", "aria-labelledby": `offer-${index}`, hidden: true });
   why.addEventListener("click", () => toggleWhy(why, panel, offer));
   const top = (offer.criteria || []).map((c) => el("li", {}, c.text));
@@ -81,7 +83,7 @@ function explanation(why) {
     const past = history.data.past_offers;
     const more = history.data.past_offer_count - past.length;
     parts.push(el("h4", {}, "Your past items involved"),
-      el("ul", { class: "past-items" }, ...past.map((p) => el("li", {}, p.title))),
+      el("ul", { class: "past-items" }, ...past.map((p) => el("li", {}, el("span", { class: "past-title" }, p.title), " ", leaveOut(p)))),
       more > 0 ? el("p", { class: "muted" }, `and ${more} more of your past items, each counting less`) : null);
   }
   parts.push(el("h4", {}, "Not used"));
@@ -93,6 +95,24 @@ function explanation(why) {
     "offer stands above your typical offer. ",
     el("a", { href: "/pages/privacy" }, "Change what may be used")));
   return parts;
+}
+
+// "Don't use this purchase": the past item no longer counts among the customer's purchases.
+function leaveOut(past) {
+  const button = el("button", { type: "button", class: "leave-out", "aria-label": `Don't use ${past.title}` },
+    "Don't use this purchase");
+  button.addEventListener("click", async () => {
+    try {
+      const answer = await api(customerPath(await customer(), "/controls"), {
+        method: "POST", body: { kind: "leave_out", value: past.offer_id },
+      });
+      const mine = answer.controls.find((c) => c.kind === "leave_out" && c.value === past.offer_id);
+      button.replaceWith(el("span", { class: "muted", role: "status" }, mine ? mine.text : "Done."));
+    } catch (error) {
+      button.replaceWith(el("span", { class: "error", role: "status" }, describe(error)));
+    }
+  });
+  return button;
 }
 
 // One row per criterion: its name, a bar as long as its share, and the share in words (the bar
@@ -120,9 +140,31 @@ function chart(criteria) {
 
 const FEEDBACK = [
   ["not_relevant", "Not relevant"],
+  ["see_less", "See less like this"],
   ["report", "Report a problem"],
   ["talk_to_person", "Talk to a person"],
 ];
+// what "not relevant" and "see less like this" do, and how to take it back (the controls API)
+const DONE = {
+  not_relevant: "Noted: this offer will not be shown to you again.",
+  see_less: "Noted: offers like this one will be placed lower from now on.",
+};
+
+function undoButton(kind, offer, status) {
+  const button = el("button", { type: "button", class: "undo" }, "Undo");
+  button.addEventListener("click", async () => {
+    try {
+      const controls = await api(customerPath(await customer(), "/controls"));
+      const made = controls.controls.filter((c) => c.kind === kind &&
+        (kind === "not_relevant" ? c.value === offer.offer_id : true));
+      for (const c of made.slice(-1)) await api(c.undo.href, { method: "DELETE" });
+      status.textContent = "Undone.";
+    } catch (error) {
+      status.textContent = describe(error);
+    }
+  });
+  return button;
+}
 
 function feedback(offer, index, requestId) {
   const status = el("p", { class: "feedback-status", role: "status", "aria-live": "polite" });
@@ -137,10 +179,11 @@ function feedback(offer, index, requestId) {
       const answer = await api("/v1/feedback", {
         method: "POST", body: { request_id: requestId, offer_id: offer.offer_id, kind, ...extra },
       });
-      status.replaceChildren(answer.message || "Thank you: we noted that this offer is not relevant to you.");
+      status.replaceChildren(answer.message || DONE[kind] || "Thank you for telling us.");
       if (answer.case_id) {
         status.append(" Case id: ", el("strong", { class: "case-id" }, answer.case_id));
       }
+      if (DONE[kind]) status.append(" ", undoButton(kind, offer, status));
       report.hidden = true;
     } catch (error) {
       status.textContent = describe(error);
