@@ -68,12 +68,15 @@ def test_every_page_is_a_shell_with_its_script_under_a_self_only_policy(client, 
     assert response.headers["Cache-Control"] == "no-store"
     html = parse(response.get_data(as_text=True))
     scripts = [a["src"] for t, a in html.tags if t == "script" and "src" in a]
-    styles = [a["href"] for t, a in html.tags if t == "link"]
+    styles = [a["href"] for t, a in html.tags if t == "link" and a.get("rel") == "stylesheet"]
+    icons = [a["href"] for t, a in html.tags if t == "link" and a.get("rel") == "icon"]
     assert scripts == [f"/pages/static/{PAGES[page][1]}"] and styles == ["/pages/static/pages.css"]
-    for url in scripts + styles:  # everything it loads is served here, under the same headers
+    assert icons == ["/pages/static/favicon.svg"]  # no 404 for the browser's favicon request
+    for url in scripts + styles + icons:  # everything it loads is served here, same headers
         asset = client.get(url)
         assert asset.status_code == 200, url
-        assert asset.mimetype in ("text/javascript", "application/javascript", "text/css"), url
+        assert asset.mimetype in ("text/javascript", "application/javascript", "text/css",
+                                  "image/svg+xml"), url
         assert asset.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     # the page data is a JSON block (never run by a browser), with a name for every category
     data = json.loads("".join(html.data_block))

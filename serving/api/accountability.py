@@ -125,7 +125,7 @@ def _usage_summary(rows, categories: list[dict], since: datetime, until: datetim
              f"{len(rows)} time{'s' if len(rows) > 1 else ''}."]
     used = [c for c in categories if c["responses"]]
     for c in used:
-        parts.append(f"{c['name']} was used {c['responses']} of those times, last on "
+        parts.append(f"{c['name']}: used {c['responses']} of those times, last on "
                      f"{datetime.fromisoformat(c['last_used']):%d %B %Y %H:%M} UTC.")
     unused = [c["name"] for c in categories if not c["responses"]]
     if unused:

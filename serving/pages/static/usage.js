@@ -15,6 +15,10 @@ async function start() {
   }
   done();
   document.getElementById("summary").textContent = report.summary;
+  const asked = await api(customerPath(await customer(), "/controls")).catch(() => ({ controls: [] }));
+  document.getElementById("controls").replaceChildren(...(asked.controls.length
+    ? asked.controls.map((c) => el("li", { "data-kind": c.kind }, c.text))
+    : [el("li", {}, "Nothing so far.")]));
   document.querySelector("#categories tbody").append(...report.categories.map((c) => el("tr",
     { "data-category": c.category },
     el("th", { scope: "row" }, c.name), el("td", {}, c.purpose),
