@@ -16,7 +16,7 @@ from serving.auth import CUSTOMER, current_principal
 # The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
 WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
           "accountability.feedback", "accountability.update_case", "accountability.erase",
-          "controls.add", "controls.undo", "controls.correct")
+          "controls.add", "controls.undo", "controls.correct", "accountability.contact")
 
 
 def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str, key: str,

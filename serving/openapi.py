@@ -268,6 +268,20 @@ PATHS: dict[str, Any] = {
         roles=_OWN_CUSTOMER_ROLES,
         tag="accountability",
         body={"required": True, "content": {"application/json": {"schema": _ref("Feedback")}}})},
+    "/v1/customers/{customer_id}/cases": {
+        "get": _op("The customer's own cases and their status", {
+            "200": _json(_ref("CustomerCases"), "Newest first"),
+            **_errors(400, 401, 403, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="accountability"),
+        "post": _op("Ask to talk to a person, about no offer in particular", {
+            "201": _json(_ref("CustomerCases"), "The case is open; it is first in the list"),
+            **_errors(400, 401, 403, 413, 415, 429, 503)},
+            security=_OWN_CUSTOMER, roles=_OWN_CUSTOMER_ROLES, parameters=[_CUSTOMER],
+            tag="accountability",
+            body={"required": True,
+                  "content": {"application/json": {"schema": _ref("Contact")}}}),
+    },
     "/v1/admin/cases": {"get": _op(
         "Cases opened by reports and requests to talk to a person", {
             "200": _json(_ref("Cases"), "Oldest first"), **_errors(400, 401, 403, 503)},

@@ -157,3 +157,20 @@ def test_a_corrected_attribute_changes_the_next_offers_and_is_the_value_shown(cl
     bad = client.put(f"/v1/customers/{CUSTOMER}/attributes", headers=key(),
                      json={"values": {"shoe_size": "42"}})
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "values.shoe_size"
+
+
+def test_a_customer_asks_for_a_person_without_an_offer_and_follows_the_case(client):
+    token = token_for(client, CUSTOMER)
+    url = f"/v1/customers/{CUSTOMER}/cases"
+    opened = client.post(url, headers=bearer(token), json={"text": "Why so many suitcases?"})
+    assert opened.status_code == 201
+    [case] = opened.get_json()["cases"]
+    assert (case["kind"], case["offer_id"], case["status"]) == ("talk_to_person", None, "open")
+    staff = client.patch(f"/v1/admin/cases/{case['case_id']}", headers=key("admin"),
+                         json={"status": "in_progress", "note": "internal: call back"})
+    assert staff.status_code == 200
+    followed = client.get(url, headers=bearer(token)).get_json()["cases"]
+    assert followed[0]["status"] == "in_progress" and "note" not in followed[0]
+    assert client.post(url, headers=bearer(token), json={"text": ""}).status_code == 400
+    other = client.get(f"/v1/customers/{test_api.OTHER}/cases", headers=bearer(token))
+    assert other.status_code == 403

@@ -340,6 +340,13 @@ def test_your_data_requests_download_and_erasure_on_the_privacy_page(page, serve
     [row] = [a for a in listed["attributes"] if a["attribute"] == "region"]
     assert row["source"] == "corrected" and row["value"] != held
 
+    page.get_by_label("What would you like to talk about?").fill("A question about my data")
+    page.get_by_role("button", name="Send to a person").click()
+    page.locator("#cases li").filter(has_text="A question about my data").wait_for()
+    [case] = client.get(f"/v1/customers/{CUSTOMER}/cases", headers=key()).get_json()["cases"]
+    assert case["text"] == "A question about my data" and case["case_id"] in page.locator(
+        "#cases").inner_text()
+
     page.get_by_role("button", name="Download my data").click()
     link = page.get_by_role("link", name="Save the file")
     link.wait_for()

@@ -34,11 +34,12 @@ from serving.records.audit import (
 )
 from serving.records.controls import NOT_RELEVANT, SEE_LESS
 from serving.records.erasure import erase_records
+from serving.records.feedback import customer_cases as customer_cases_records
 from serving.records.feedback import list_cases as list_cases_records
-from serving.records.feedback import record_feedback
+from serving.records.feedback import open_contact_case, record_feedback
 from serving.records.feedback import update_case as update_case_record
 from serving.records.stats import compute_stats
-from serving.schemas.requests import CaseUpdate, Feedback
+from serving.schemas.requests import CaseUpdate, Contact, Feedback
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,37 @@ def _control(services, kind: str, offer_id: str) -> tuple[str, str] | None:
 def _unknown_request(request_id: str) -> ApiError:
     return ApiError(404, "unknown_request", f"no served response {request_id!r} for this "
                                             "customer", "request_id")
+
+
+@bp.get("/v1/customers/<customer_id>/cases")
+@require(STOREFRONT, ADMIN, own_customer=True)
+def customer_cases(customer_id: str):
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    return jsonify(_customer_cases(customer_id))
+
+
+@bp.post("/v1/customers/<customer_id>/cases")
+@require(STOREFRONT, ADMIN, own_customer=True)
+def contact(customer_id: str):
+    """Talk to a person without naming an offer."""
+    customer_id = params.customer_id(customer_id)
+    params.no_query()
+    body = params.body(Contact)
+    if not body.text.strip():
+        raise bad_parameter("text", "say what you would like to talk about")
+    open_contact_case(_services().engine, customer_id=customer_id, text=body.text,
+                      case_id=str(uuid.uuid4()), now=_now())
+    response = jsonify(_customer_cases(customer_id))
+    response.status_code = 201
+    return response
+
+
+def _customer_cases(customer_id: str) -> dict:
+    cases = [{k: case[k] for k in ("case_id", "kind", "offer_id", "text", "status", "opened_at",
+                                   "updated_at", "resolved_at")}
+             for case in customer_cases_records(_services().engine, customer_id)]
+    return {"request_id": g.request_id, "customer_id": customer_id, "cases": cases}
 
 
 @bp.get("/v1/admin/cases")

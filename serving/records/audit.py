@@ -91,8 +91,8 @@ cases_table = sa.Table(
     "cases", metadata,
     sa.Column("case_id", sa.String(64), primary_key=True),
     sa.Column("customer_id", _ID, nullable=False, index=True),
-    sa.Column("request_id", sa.String(64), nullable=False),
-    sa.Column("offer_id", sa.String(256), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),  # none: asked without an offer
+    sa.Column("offer_id", sa.String(256), nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("text", sa.Text, nullable=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),

@@ -67,3 +67,22 @@ def case_dict(row) -> dict:
         "resolved_at": None if row.resolved_at is None else utc(row.resolved_at).isoformat(),
         "note": row.note,
     }
+
+
+def open_contact_case(engine: Engine, *, customer_id: str, text: str, case_id: str,
+                      now: datetime) -> dict:
+    """A request to talk to a person that names no offer."""
+    with begin_write(engine) as connection:
+        connection.execute(sa.insert(cases_table).values(
+            case_id=case_id, customer_id=customer_id, request_id=None, offer_id=None,
+            kind="talk_to_person", text=text, status="open", opened_at=now, updated_at=now))
+        return case_dict(connection.execute(sa.select(cases_table).where(
+            cases_table.c.case_id == case_id)).first())
+
+
+def customer_cases(engine: Engine, customer_id: str) -> list[dict]:
+    """The customer's own cases, newest first."""
+    query = (sa.select(cases_table).where(cases_table.c.customer_id == customer_id)
+             .order_by(cases_table.c.opened_at.desc(), cases_table.c.case_id))
+    with engine.connect() as connection:
+        return [case_dict(row) for row in connection.execute(query)]

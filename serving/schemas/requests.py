@@ -105,10 +105,15 @@ class AttributesUpdate(RequestBody):
         "left as they are."), max_length=64)
 
 
+class Contact(RequestBody):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] = Field(
+        description="What the customer would like to talk about.")
+
+
 class CaseUpdate(RequestBody):
     status: Literal[CASE_STATUSES]
     note: Text = absent()
 
 
 MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate, Control,
-          AttributesUpdate)
+          AttributesUpdate, Contact)

@@ -296,8 +296,8 @@ class FeedbackRecorded(Body):
 class Case(Body):
     case_id: str
     customer_id: str
-    request_id: str
-    offer_id: str
+    request_id: str | None = Field(description="null: asked without naming an offer")
+    offer_id: str | None
     kind: Literal[CASE_KINDS]
     text: str | None
     status: Literal[CASE_STATUSES]
@@ -310,6 +310,24 @@ class Case(Body):
 class Cases(Body):
     request_id: str
     cases: list[Case]
+
+
+class CustomerCase(Body):
+    """A case as its customer follows it (staff notes stay with staff)."""
+    case_id: str
+    kind: Literal[CASE_KINDS]
+    offer_id: str | None
+    text: str | None
+    status: Literal[CASE_STATUSES]
+    opened_at: str
+    updated_at: str
+    resolved_at: str | None
+
+
+class CustomerCases(Body):
+    request_id: str
+    customer_id: str
+    cases: list[CustomerCase]
 
 
 class CaseUpdated(Body):
@@ -484,4 +502,4 @@ class Ready(Body):
 
 MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
           FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready,
-          Controls, DataExport, Attributes)
+          Controls, DataExport, Attributes, CustomerCases)

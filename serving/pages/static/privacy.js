@@ -1,6 +1,6 @@
 // Privacy settings: a switch per data category, the personalization level, saved through the
 // consent API (PUT), which applies it from the very next offers request.
-import { api, customer, customerPath, describe, done, el, pageData, showError } from "./common.js";
+import { api, customer, customerPath, describe, done, el, pageData, showError, when } from "./common.js";
 
 const { levels, level_names: levelNames } = pageData();
 const HISTORY = "interaction_history";
@@ -18,6 +18,7 @@ async function start() {
     show(await api(path));
     showAttributes(await api(base + "/attributes"));
     showControls(await api(base + "/controls"));
+    showCases(await api(base + "/cases"));
   } catch (error) {
     showError(error);
     return;
@@ -25,7 +26,8 @@ async function start() {
   done();
   form.hidden = false;
   form.addEventListener("submit", save);
-  for (const id of ["applied", "your-data", "your-requests", "download-erase"]) {
+  document.getElementById("contact-form").addEventListener("submit", contact);
+  for (const id of ["applied", "your-data", "your-requests", "contact", "download-erase"]) {
     document.getElementById(id).hidden = false;
   }
   document.getElementById("attributes-form").addEventListener("submit", saveAttributes);
@@ -113,6 +115,30 @@ function showControls(body) {
     });
     return el("li", { "data-kind": c.kind }, c.text, " ", undo);
   }));
+}
+
+const STATUS = { open: "Open", in_progress: "A person is on it", resolved: "Resolved",
+                 closed: "Closed" };
+
+function showCases(body) {
+  const list = document.getElementById("cases");
+  list.replaceChildren(...(body.cases.length ? body.cases.map((c) => el("li", { "data-case": c.case_id },
+    el("strong", {}, STATUS[c.status] || c.status), ` (opened ${when(c.opened_at)}): `,
+    c.text || (c.kind === "report" ? "A report on an offer" : "A request to talk to a person"),
+    ` Case id ${c.case_id}.`)) : [el("li", {}, "No cases.")]));
+}
+
+async function contact(event) {
+  event.preventDefault();
+  const status = document.getElementById("contact-status");
+  const text = document.getElementById("contact-text");
+  try {
+    showCases(await api(base + "/cases", { method: "POST", body: { text: text.value } }));
+    status.textContent = "Sent. A person will take it up; you can follow it below.";
+    text.value = "";
+  } catch (error) {
+    status.textContent = describe(error);
+  }
 }
 
 async function download() {
