@@ -7,19 +7,22 @@ kept in an artifact store the service rebuilds Redis from. For each fault a seco
 the API with offers requests (customers at random, `--concurrency` connections, `--seconds` each)
 while this one breaks something at second 3:
 
-- quiet: nothing (the reference throughput, after 4 s of warm-up);
+- quiet: nothing (the reference throughput, after 8 s of warm-up);
 - redis lost: Redis killed (SIGKILL) and started again empty 2 s later;
 - worker kill -9: one gunicorn worker killed (the master starts another);
 - all kill -9: master and workers killed, started again 1 s later (a supervisor's restart);
 - database unreachable: the relay to the database closed for 5 s;
 - publish mid-load: a new model version published;
 - feedback flood: 4 connections send feedback with made-up request ids from one customer token
-  all along (their answers are not counted in the row; offers throughput is).
+  for the second half of the load (their answers are not counted in the row; offers throughput
+  is, against the first half's).
 
 Columns: requests answered; errors by status (`conn` a connection dropped); seconds from the end of
 the fault to the last error and to the first personal answer after it; personal answers given while
 the customer's consent was unknown (must be 0); audit rows lost (offers answered 200 with no row in
-the trail after everything settled, the journal replayed, must be 0); throughput against quiet.
+the trail after everything settled, the journal replayed, must be 0); offers answered per second
+(on 2 cores shared with the load, Redis, PostgreSQL and the relay, it varies by phase even with no
+fault: compare the flood within its own row).
 
     python -m benchmarks.faults [--seconds 12] [--concurrency 4]
 """
@@ -137,7 +140,7 @@ class Relay:
 def load(port: int, key: str, customers: list[str], seconds: float, concurrency: int,
          flood_token: str | None, seed: int) -> dict:
     """Offers requests for `seconds`; each answer as (t, status, personalization, consent known,
-    request id). With flood_token, 4 more connections send made-up feedback all along."""
+    request id). With flood_token, another process floods feedback for the second half."""
     rng = random.Random(seed)
     answers: list[tuple] = []
     flood = Counter()
@@ -170,15 +173,40 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
                 answers.append(row)
         connection.close()
 
-    def flooding() -> None:
+    threads = [threading.Thread(target=offers) for _ in range(concurrency)]
+    flooder = queue = None
+    if flood_token:  # a process of its own: its threads must not slow this one's down
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        flooder = context.Process(target=_flood, args=(queue, port, flood_token, seconds / 2,
+                                                      seconds / 2))
+        flooder.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if flooder is not None:
+        flood.update(queue.get(timeout=60))
+        flooder.join()
+    return {"answers": answers, "flood": dict(flood)}
+
+
+def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
+    """4 connections sending feedback with made-up request ids from one customer token, from
+    `delay` seconds on, for `seconds` (the first half of the load runs without them)."""
+    time.sleep(delay)
+    stop_at = time.monotonic() + seconds
+    counts: Counter = Counter()
+    lock = threading.Lock()
+
+    def send() -> None:
         connection = http.client.HTTPConnection(HOST, port, timeout=10)
         body = json.dumps({"request_id": uuid.uuid4().hex, "offer_id": "o0001",
                            "kind": "clicked"})
         while time.monotonic() < stop_at:
             try:
                 connection.request("POST", "/v1/feedback", body=body, headers={
-                    "Authorization": f"Bearer {flood_token}",
-                    "Content-Type": "application/json"})
+                    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
                 response = connection.getresponse()
                 response.read()
                 status = response.status
@@ -187,17 +215,15 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
                 connection.close()
                 connection = http.client.HTTPConnection(HOST, port, timeout=10)
             with lock:
-                flood[status] += 1
+                counts[status] += 1
         connection.close()
 
-    threads = [threading.Thread(target=offers) for _ in range(concurrency)]
-    if flood_token:
-        threads += [threading.Thread(target=flooding) for _ in range(4)]
+    threads = [threading.Thread(target=send) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"answers": answers, "flood": dict(flood)}
+    queue.put(dict(counts))
 
 
 def _load_in_child(queue, *args) -> None:
@@ -301,17 +327,17 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(5)
         relay.start()
 
+    # the flood right after quiet: the throughput it is compared with is measured just before
     faults = {
-        "quiet": None, "redis lost": restart_redis, "worker kill -9": kill_worker,
-        "all kill -9": kill_all,
+        "quiet": None, "feedback flood": None, "redis lost": restart_redis,
+        "worker kill -9": kill_worker, "all kill -9": kill_all,
         "database unreachable": cut_database if relay is not None else "n/a",
         "publish mid-load": lambda: publish(second, client, prefix, progress=False),
-        "feedback flood": None,
     }
     rows, received = [], {}
     try:
         # warm up (each worker loads the model, caches fill): not measured
-        load(port, key, customers, 4.0, args.concurrency, None, 99)
+        load(port, key, customers, 8.0, args.concurrency, None, 99)
         for seed, (name, fault) in enumerate(faults.items()):
             if fault == "n/a":
                 rows.append({"fault": name, "note": f"not run: {db_kind}"})
@@ -349,10 +375,6 @@ def main(argv: list[str] | None = None) -> int:
                 connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
             admin.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
-    quiet = next(r for r in rows if r["fault"] == "quiet")["throughput"]
-    for row in rows:
-        if "throughput" in row:
-            row["vs quiet"] = row["throughput"] / quiet
     _print(rows)
     out = ROOT / "benchmarks" / "results" / "faults.json"
     out.write_text(json.dumps({"database": db_kind, "seconds": args.seconds,
@@ -379,7 +401,7 @@ def _row(name: str, result: dict, faulted: bool) -> dict:
     row = {
         "fault": name, "requests": len(answers), "ok": sum(a[1] == 200 for a in answers),
         "errors": dict(errors),
-        "throughput": sum(a[1] == 200 for a in answers) / max(a[0] for a in answers),
+        "ok/s": sum(a[1] == 200 for a in answers) / max(a[0] for a in answers),
         "last error after fault, s": (None if last_error is None or not faulted
                                       else round(max(0.0, last_error - fault_end), 2)),
         "personal again after, s": (round(max(0.0, personal_after - fault_end), 2)
@@ -388,14 +410,19 @@ def _row(name: str, result: dict, faulted: bool) -> dict:
             a[1] == 200 and a[2] != "none" and a[3] is False for a in answers),
     }
     if result["flood"]:
+        # offers throughput with the flood (second half) against without it (first half)
+        half = max(a[0] for a in answers) / 2
+        before = sum(a[1] == 200 and a[0] < half for a in answers)
+        during = sum(a[1] == 200 and a[0] >= half for a in answers)
         row["feedback flood answers"] = result["flood"]
+        row["flood / no flood"] = during / before if before else None
     return row
 
 
 def _print(rows: list[dict]) -> None:
     columns = ("fault", "requests", "ok", "errors", "last error after fault, s",
                "personal again after, s", "personal while consent unknown", "audit rows lost",
-               "vs quiet")
+               "ok/s")
     print("  ".join(f"{c:>14}" if i else f"{c:<22}" for i, c in enumerate(columns)))
     for row in rows:
         cells = []
@@ -411,8 +438,9 @@ def _print(rows: list[dict]) -> None:
         print("  ".join(cells))
     flood = next((r for r in rows if "feedback flood answers" in r), None)
     if flood:
-        print(f"\nfeedback flood: {flood['feedback flood answers']} (429: rate limited; 404: "
-              "refused at once as unknown)")
+        print(f"\nfeedback flood: offers throughput {flood['flood / no flood']:.2f} of the same "
+              f"load's without it (second half against first); flood answers "
+              f"{flood['feedback flood answers']} (429: rate limited; 404: refused at once)")
 
 
 if __name__ == "__main__":

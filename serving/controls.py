@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import redis
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from serving.records.controls import (
@@ -72,15 +73,21 @@ class ControlsCache:
                  ttl_seconds: int = 3600) -> None:
         self.client, self.keys, self.engine, self.ttl_seconds = client, keys, engine, ttl_seconds
 
-    def get(self, customer_id: str, cached: str | None) -> Controls:
+    def get(self, customer_id: str, cached: str | None) -> Controls | None:
         """The customer's controls; `cached`: the cache entry read with the customer (None: a
-        miss, filled from the database)."""
+        miss, filled from the database). None when they cannot be read (the database is down):
+        the caller then uses no personal data, as when consent cannot be read."""
         if cached is not None:
             try:
                 return Controls.from_json(cached)
             except (ValueError, KeyError, TypeError):
                 pass  # unreadable: read the database instead
-        controls = self._read(customer_id)
+        try:
+            controls = self._read(customer_id)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("controls of customer %r unreadable, serving without personal data: %s",
+                        customer_id, exc)
+            return None
         try:
             self.client.set(self.keys.controls(customer_id), controls.to_json(), nx=True,
                             ex=self.ttl_seconds)

@@ -218,6 +218,8 @@ class Recommender:
         view = self.cache.customer(customer_id, attributes=attributes)
         controls = (self.controls.get(customer_id, view.controls_json)
                     if self.controls is not None and not view.degraded else NO_CONTROLS)
+        unknown = controls is None  # unreadable: nothing personal, as for consent
+        controls = controls or NO_CONTROLS
         # "don't use this purchase", and attribute values the customer corrected: the state is
         # rebuilt from features without the one and with the others
         if controls.leave_out & set(view.state.history) or controls.corrections:
@@ -234,7 +236,7 @@ class Recommender:
                     raise bad_parameter(
                         f"attr.{name}",
                         f"unknown customer attribute {name!r}; known: {', '.join(sorted(known))}")
-        if view.degraded:  # the online store is healing: nothing personal can be right now
+        if view.degraded or unknown:  # the store is healing, or the controls unreadable
             decision = Decision(NO_PERSONAL_DATA, "unavailable")
         else:
             decision = self.consents.decide(customer_id, view.consent_json)
