@@ -327,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(5)
         relay.start()
 
-    # the flood right after quiet: the throughput it is compared with is measured just before
     faults = {
         "quiet": None, "feedback flood": None, "redis lost": restart_redis,
         "worker kill -9": kill_worker, "all kill -9": kill_all,

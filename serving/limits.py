@@ -36,22 +36,26 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
         storage_options={"connection_pool": client.connection_pool},
         key_prefix=f"{prefix}ratelimit", strategy="fixed-window", headers_enabled=True,
     )
-    writes = limiter.shared_limit(budget, scope="writes")  # one budget across every write
+    # one budget across every write; a request without credentials spends none: it is a 401
+    writes = limiter.shared_limit(budget, scope="writes", exempt_when=lambda: not _presented())
     for endpoint in endpoints:
         app.view_functions[endpoint] = writes(app.view_functions[endpoint])
     return limiter
+
+
+def _presented() -> str:
+    """The credential a request presents: an API key, or a Bearer token or key ("" if none)."""
+    return (request.headers.get("X-API-Key")
+            or request.headers.get("Authorization", "").partition(" ")[2].strip())
 
 
 def _caller() -> str:
     """Whose budget a request spends: the credential it presents, told from its form alone (an
     API key starts with trk_), so that a flood is refused before any signature is checked or
     record read. A credential that is not valid spends its own budget, then gets its 401."""
-    presented = request.headers.get("X-API-Key")
-    if not presented:
-        presented = request.headers.get("Authorization", "").partition(" ")[2].strip()
-        if not presented.startswith(KEY_PREFIX):
-            return "token:" + _digest(presented)
-    return "key:" + _digest(presented)
+    presented = _presented()
+    kind = "key" if request.headers.get("X-API-Key") or presented.startswith(KEY_PREFIX) else "token"
+    return f"{kind}:{_digest(presented)}"
 
 
 def _digest(credential: str) -> str:

@@ -519,3 +519,9 @@ def test_a_bad_rate_limit_setting_names_the_variable(make_app):
 
     with pytest.raises(ConfigError, match="TRUSTREC_RATE_LIMIT_CUSTOMER"):
         make_app(TRUSTREC_RATE_LIMIT_CUSTOMER="lots")
+
+
+def test_requests_without_credentials_spend_no_budget(make_app):
+    client = make_app(TRUSTREC_RATE_LIMIT_CUSTOMER="2/minute").test_client()
+    for _ in range(5):  # a 401 each time, never a 429
+        assert client.post("/v1/feedback", json={}).status_code == 401
