@@ -1,7 +1,8 @@
 """A customer's controls over their offers (serving.records.controls) and their data:
 
-GET/POST /v1/customers/{id}/controls, DELETE /v1/customers/{id}/controls/{kind}/{value}: offers
-not relevant, categories to see less of, purchases not to use; each applies from the next request.
+/v1/customers/{id}/controls (GET, POST) and /v1/customers/{id}/controls/{kind}/{value} (to undo
+one, method DELETE): offers not relevant, categories to see less of, purchases not to use; each
+applies from the next request.
 GET /v1/customers/{id}/data-export: every record held about the customer, as one JSON document.
 """
 
