@@ -196,6 +196,9 @@ class Recommender:
             templates=self.templates, min_share=self.min_share)
         payload = explanations.payload(0)
         del payload["not_used"], payload["categories_used"]  # in the envelope, named as elsewhere
+        your_choices = _your_choices(version, controls, offer_id, column)
+        if your_choices:
+            payload["your_choices"] = your_choices
         rules = self._rules(version)
         effects = rules.effects(column) if rules is not None else []
         body = _envelope(customer_id, version, decision, explanations, rules) | payload | {
@@ -271,6 +274,27 @@ def _see_less(columns: np.ndarray, scores: np.ndarray, lower: dict[int, str], k:
     relevance = np.where(buried, relevance / SEE_LESS_FACTOR, relevance)
     order = np.argsort(-relevance, kind="stable")[:k]
     return columns[order], scores[order]
+
+
+def _your_choices(version: ServedVersion, controls: Controls, offer_id: str, column: int
+                  ) -> list[str]:
+    """What the customer asked that bears on this explanation, in words, honest about what the
+    model still carries until it is trained again."""
+    out = []
+    if offer_id in controls.not_relevant:
+        out.append("You marked this offer not relevant: it is left out of your offers.")
+    lower = _placed_lower(version, controls)
+    if column in lower:
+        out.append(f"You asked to see less of {lower[column]}: offers of it are placed lower.")
+    if controls.leave_out:
+        titles = dict(zip(version.offer_ids, version.titles, strict=True))
+        named = ", ".join(sorted(titles.get(o, o) for o in controls.leave_out))
+        text = f"Not used, as you asked: {named}."
+        if version.history_mode in ("identity", "blend"):
+            text += (" Your overall taste, learned when the model was last trained, still "
+                     "includes it until the model is trained again.")
+        out.append(text)
+    return out
 
 
 def _see_less_criterion(category: str) -> dict:

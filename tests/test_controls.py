@@ -85,6 +85,10 @@ def test_a_purchase_left_out_is_named_nowhere_and_counts_for_nothing(client):
             assert gift not in [p["offer_id"] for p in criterion["data"].get("past_offers", [])]
             if criterion["category"] == HISTORY:  # the history part counts one purchase fewer
                 assert criterion["data"]["past_offer_count"] == len(history) - 1
+    choices = why.get("your_choices", [])
+    assert any(c.startswith("Not used, as you asked") for c in choices)
+    if small_artifact().history_mode in ("identity", "blend"):  # honest about the learned taste
+        assert any("until the model is trained again" in c for c in choices)
     not_bought = next(o for o in small_artifact().offers.index if o not in history)
     control(client, "leave_out", not_bought, headers=bearer(token), status=400)
 

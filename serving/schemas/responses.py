@@ -179,6 +179,8 @@ class Why(Envelope):
     change_consent: Link
     business_rules: list[RuleNote] = Field(description="What the shop's business rules do to "
                                                        "this offer in any list (empty: nothing).")
+    your_choices: list[str] = absent("What the customer asked (not relevant, see less, a "
+                                     "purchase not used) that bears on this explanation.")
 
 
 class ConsentCategory(Body):

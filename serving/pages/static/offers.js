@@ -74,6 +74,7 @@ function explanation(why) {
   for (const rule of why.business_rules || []) {
     parts.push(el("p", { class: "business-rule", "data-change": rule.change }, rule.text));
   }
+  for (const text of why.your_choices || []) parts.push(el("p", { class: "your-choice" }, text));
   parts.push(el("p", {}, "What made this offer more or less likely for you:"),
     el("ol", { class: "why-criteria" }, ...why.criteria.map((c) => el("li", { "data-category": c.category }, c.text))));
   parts.push(el("h4", {}, "How much each counted"), chart(why.criteria));
