@@ -121,8 +121,10 @@ class Authenticator:
     def issue(self, customer_id: str, seconds: int = DEFAULT_TOKEN_SECONDS) -> str:
         return self._tokens.dumps({"sub": customer_id, "ttl": int(seconds)})
 
-    def customer(self, token: str) -> str | None:
-        """The customer id a valid, unexpired token was issued for, else None."""
+    def customer(self, token: str, *, revocation: bool = True) -> str | None:
+        """The customer id a valid, unexpired token was issued for, else None. revocation=False
+        skips the revocation lookup (a Redis read): for deciding whose rate budget a request
+        spends, never for letting it in."""
         try:
             payload, issued = self._tokens.loads(
                 token, max_age=self.token_max_seconds, return_timestamp=True)
@@ -133,13 +135,14 @@ class Authenticator:
         ttl = payload.get("ttl")
         if not isinstance(ttl, int) or time.time() - issued.timestamp() > ttl:
             return None
-        revoked = self.revoked_at(payload["sub"]) if self.revoked_at is not None else None
+        revoked = (self.revoked_at(payload["sub"]) if self.revoked_at is not None and revocation
+                   else None)
         if revoked is not None and issued.timestamp() <= revoked:
             return None
         return payload["sub"]
 
     # --- a request ---------------------------------------------------------------------------------
-    def authenticate(self, headers) -> Principal | None:
+    def authenticate(self, headers, *, revocation: bool = True) -> Principal | None:
         presented = headers.get("X-API-Key")
         if presented:
             key = self.key(presented)
@@ -151,7 +154,7 @@ class Authenticator:
         key = self.key(credential)
         if key is not None:
             return Principal(key.role, key.actor)
-        customer_id = self.customer(credential)
+        customer_id = self.customer(credential, revocation=revocation)
         if customer_id is None:
             return None
         return Principal(CUSTOMER, customer_id, customer_id)

@@ -1,7 +1,7 @@
 """Rate limits on writes, per caller: each customer token and each API key has its own budget, so
 one customer's browser cannot flood the service and a storefront cannot starve the others. The
-budget is looked up before the view runs: a refused write costs the credential's check and one
-Redis call; a request without valid credentials spends none and gets its 401.
+budget is looked up before the view runs: a refused write costs the credential's signature check
+and one Redis call; a request without valid credentials spends none and gets its 401.
 
 Flask-Limiter counts in the same Redis as the model (fixed windows); past the budget a write is a
 429 with Retry-After, in the API's JSON error form (serving.errors)."""
@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import redis
-from flask import Flask
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 
-from serving.auth import CUSTOMER, current_principal
-from serving.errors import ApiError
+from serving.auth import CUSTOMER, Principal
 
 # The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
 WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
@@ -29,7 +28,8 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
     per API key (limits as Flask-Limiter reads them: "30/minute")."""
 
     def budget() -> str:
-        return customer if current_principal().role == CUSTOMER else key
+        principal = _caller_principal()  # None: exempt (a 401), whatever this says
+        return customer if principal is not None and principal.role == CUSTOMER else key
 
     limiter = Limiter(
         _caller, app=app, storage_uri="redis://",
@@ -43,16 +43,25 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
     return limiter
 
 
+def _caller_principal() -> Principal | None:
+    """Who the credentials say is calling, checked without reading any record (the revocation
+    check comes with the view): a refused write costs a signature check and one Redis call."""
+    principal = g.get("rate_principal", False)
+    if principal is False:
+        authenticator = current_app.extensions["trustrec"].auth
+        principal = g.rate_principal = authenticator.authenticate(request.headers,
+                                                                  revocation=False)
+    return principal
+
+
 def _unauthenticated() -> bool:
     """No valid credentials: no budget is spent, the view answers 401."""
-    try:
-        current_principal()
-    except ApiError:
-        return True
-    return False
+    return _caller_principal() is None
 
 
 def _caller() -> str:
     """Whose budget a request spends: its customer token's customer, or its API key."""
-    principal = current_principal()
+    principal = _caller_principal()
+    if principal is None:
+        return "unauthenticated"  # exempt: spends nothing
     return f"customer:{principal.customer_id}" if principal.role == CUSTOMER else principal.actor
