@@ -202,6 +202,10 @@ def test_offers_why_switching_a_category_off_and_feedback(page, server, client):
         "Number(r.querySelector('.count').textContent)]))")
     assert shown_counts == {c["category"]: c["responses"] for c in usage["categories"]}
     assert page.locator("#summary").inner_text() .startswith("From ")
+    # one date format on the page: the summary's ("28 November 2026 10:05 UTC") in the tables too
+    dates = page.locator("#records tbody tr td:first-child").all_inner_texts()
+    assert dates and all(re.fullmatch(r"\d{2} [A-Z][a-z]+ \d{4} \d{2}:\d{2} UTC", d)
+                         for d in dates), dates
     shot(page, "5-data-usage")
 
     page.get_by_role("link", name="How offers are chosen").click()

@@ -102,6 +102,12 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// One date format on every page, the one the API's own sentences use: "28 November 2026 10:05 UTC".
 export function when(iso) {
-  return iso ? new Date(iso).toLocaleString() : "never";
+  if (!iso) return "never";
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+    timeZone: "UTC", day: "2-digit", month: "long", year: "numeric", hour: "2-digit",
+    minute: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+  return `${parts.day} ${parts.month} ${parts.year} ${parts.hour}:${parts.minute} UTC`;
 }
