@@ -87,7 +87,8 @@ class Settings(BaseSettings):
                                         "loses the model, a worker republishes it from here")
     rate_limit_customer: str = Field(
         "30/minute", validation_alias=_env("TRUSTREC_RATE_LIMIT_CUSTOMER"),
-        description="writes (consent, interactions, feedback, erasure) per customer token")
+        description="writes (consent, interactions, feedback, erasure) per customer, with "
+                    "their tokens")
     rate_limit_key: str = Field("6000/minute", validation_alias=_env("TRUSTREC_RATE_LIMIT_KEY"),
                                 description="writes per API key (a storefront writes for all its "
                                             "customers)")

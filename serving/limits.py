@@ -24,7 +24,7 @@ WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
 
 def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str, key: str,
                  endpoints: Iterable[str] = WRITES) -> Limiter:
-    """Limit `endpoints` of `app`, together, to `customer` writes per customer token and `key`
+    """Limit `endpoints` of `app`, together, to `customer` writes per customer (their tokens) and `key`
     per API key (limits as Flask-Limiter reads them: "30/minute")."""
 
     def budget() -> str:
