@@ -1,5 +1,6 @@
-"""Rate limits on writes, per caller: each customer token and each API key has its own budget, so
-one customer's browser cannot flood the service and a storefront cannot starve the others. The
+"""Rate limits on writes, per caller: each customer (whatever token they use) and each API key has
+its own budget, so one customer's browser cannot flood the service and a storefront cannot starve
+the others. The
 budget is looked up before the view runs: a refused write costs the credential's signature check
 and one Redis call; a request without valid credentials spends none and gets its 401.
 
