@@ -1,8 +1,8 @@
 """Rate limits on writes, per caller: each customer (whatever token they use) and each API key has
 its own budget, so one customer's browser cannot flood the service and a storefront cannot starve
-the others. The
-budget is looked up before the view runs: a refused write costs the credential's signature check
-and one Redis call; a request without valid credentials spends none and gets its 401.
+the others. The budget is looked up before the view runs: a refused write costs the credential's
+signature check and one Redis call; a request without valid credentials spends none and gets its
+401.
 
 Flask-Limiter counts in the same Redis as the model (fixed windows); past the budget a write is a
 429 with Retry-After, in the API's JSON error form (serving.errors)."""
