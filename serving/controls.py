@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 SEE_LESS_FACTOR = 4.0  # an offer of a category to see less of keeps a quarter of its relevance
 SEE_LESS_ATTRIBUTE = "category"  # the offer attribute "see less like this" names
+# what a purchase left out still does where the served model learned a profile of the customer
+LEARNED_NOTE = ("Your overall taste, learned when the model was last trained, still includes it "
+                "until the model is trained again.")
 
 
 @dataclass(frozen=True)

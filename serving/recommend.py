@@ -31,8 +31,14 @@ from recommender.ranking import rank
 from recommender.rules import CompiledRules, RulesFile, RulesOutcome
 from recommender.taxonomy import HISTORY
 from serving.consent_cache import ConsentCache, Decision
+from serving.controls import (
+    LEARNED_NOTE,
+    SEE_LESS_ATTRIBUTE,
+    SEE_LESS_FACTOR,
+    Controls,
+    ControlsCache,
+)
 from serving.controls import NONE as NO_CONTROLS
-from serving.controls import SEE_LESS_ATTRIBUTE, SEE_LESS_FACTOR, Controls, ControlsCache
 from serving.errors import ApiError, bad_parameter
 from serving.explaining import ServedVersion, explain_offers, not_used_only, served
 from serving.redis_store import CustomerView, ModelCache, state_from_record
@@ -291,8 +297,7 @@ def _your_choices(version: ServedVersion, controls: Controls, offer_id: str, col
         named = ", ".join(sorted(titles.get(o, o) for o in controls.leave_out))
         text = f"Not used, as you asked: {named}."
         if version.history_mode in ("identity", "blend"):
-            text += (" Your overall taste, learned when the model was last trained, still "
-                     "includes it until the model is trained again.")
+            text += " " + LEARNED_NOTE
         out.append(text)
     return out
 

@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, g, jsonify
 from explain.templates import Templates
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
-from serving.controls import SEE_LESS_ATTRIBUTE
+from serving.controls import LEARNED_NOTE, SEE_LESS_ATTRIBUTE
 from serving.errors import ApiError, bad_parameter
 from serving.explaining import served
 from serving.records.consent import check_name
@@ -45,8 +45,6 @@ TEXTS = {
     LEAVE_OUT: "You asked not to use {name}, a past purchase: it no longer counts among your "
                "purchases.",
 }
-LEARNED_NOTE = ("Your overall taste, learned when the model was last trained, still includes it "
-                "until the model is trained again.")
 
 
 @bp.get("/controls")
