@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -143,7 +144,7 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
     request id). With flood_token, another process floods feedback for the second half."""
     rng = random.Random(seed)
     answers: list[tuple] = []
-    flood = Counter()
+    flood: dict = {}
     lock = threading.Lock()
     start = time.monotonic()
     stop_at = start + seconds
@@ -186,9 +187,9 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
     for thread in threads:
         thread.join()
     if flooder is not None:
-        flood.update(queue.get(timeout=60))
+        flood = queue.get(timeout=60)
         flooder.join()
-    return {"answers": answers, "flood": dict(flood)}
+    return {"answers": answers, "flood": flood}
 
 
 def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
@@ -219,11 +220,15 @@ def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
         connection.close()
 
     threads = [threading.Thread(target=send) for _ in range(4)]
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    queue.put(dict(counts))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # the flood's own CPU, taken from the same 2 cores as the service (an attacker's is elsewhere)
+    cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    queue.put({"answers": dict(counts), "client cpu share": cpu / seconds})
 
 
 def _load_in_child(queue, *args) -> None:
@@ -413,7 +418,8 @@ def _row(name: str, result: dict, faulted: bool) -> dict:
         half = max(a[0] for a in answers) / 2
         before = sum(a[1] == 200 and a[0] < half for a in answers)
         during = sum(a[1] == 200 and a[0] >= half for a in answers)
-        row["feedback flood answers"] = result["flood"]
+        row["feedback flood answers"] = result["flood"]["answers"]
+        row["flood client cpu share"] = result["flood"]["client cpu share"]
         row["flood / no flood"] = during / before if before else None
     return row
 
@@ -439,7 +445,9 @@ def _print(rows: list[dict]) -> None:
     if flood:
         print(f"\nfeedback flood: offers throughput {flood['flood / no flood']:.2f} of the same "
               f"load's without it (second half against first); flood answers "
-              f"{flood['feedback flood answers']} (429: rate limited; 404: refused at once)")
+              f"{flood['feedback flood answers']} (429: rate limited; 404: refused at once); the "
+              f"flood's client used {flood['flood client cpu share']:.0%} of a core of the same "
+              f"2 the service has")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     register_blueprints(app)
     limit_writes(app, services.redis, settings.redis_prefix, customer=settings.rate_limit_customer,
-                 key=settings.rate_limit_key)
+                 key=settings.rate_limit_key, observe=services.metrics.observe)
     app.register_blueprint(customer_pages)  # HTML for customers, over the API above
     if not settings.api_keys:
         log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "

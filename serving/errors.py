@@ -17,7 +17,7 @@ from serving.redis_store import ModelStoreError, NoModelPublished
 log = logging.getLogger(__name__)
 
 # Werkzeug's exceptions by status, as the codes clients match on.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
     413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
@@ -93,7 +93,7 @@ def register(app: Flask) -> None:
             404: "no such resource", 405: "method not allowed on this resource",
             413: f"request body too large (at most {app.config['MAX_CONTENT_LENGTH']} bytes)",
         }.get(status, error.description or error.name)
-        return error_response(status, _HTTP_CODES.get(status, "error"), message, None, headers)
+        return error_response(status, HTTP_CODES.get(status, "error"), message, None, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

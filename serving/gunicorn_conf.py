@@ -25,7 +25,31 @@ else:
     shutil.rmtree(_folder, ignore_errors=True)
     os.makedirs(_folder, exist_ok=True)
 
+import json  # noqa: E402
+
+from gunicorn import util  # noqa: E402
+
 from serving.config import load  # noqa: E402 (after the metrics folder is chosen)
+from serving.errors import HTTP_CODES  # noqa: E402
+
+# What gunicorn refuses before the app sees the request (a request line over 4094 bytes: 414, too
+# many or too large headers: 431, a malformed request: 400) it answers with an HTML page, and it
+# has no setting for that body: its writer is replaced by one answering in the API's JSON error
+# form, naming the part of the request at fault. gunicorn looks the writer up on each error.
+_FIELDS = {414: "path", 431: "headers"}
+
+
+def _write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    body = json.dumps({"error": {
+        "code": HTTP_CODES.get(status_int, "bad_request"), "message": mesg or reason,
+        "field": _FIELDS.get(status_int)}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    util.write_nonblock(sock, head + body)
+
+
+util.write_error = _write_json_error
 
 settings = load()  # the same settings object as the app's: a bad value stops gunicorn here
 bind = settings.bind

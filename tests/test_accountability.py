@@ -514,6 +514,46 @@ def test_writes_are_rate_limited_per_customer_token_and_per_key(make_app):
                        headers=key()).status_code == 429
 
 
+def test_a_refused_credential_is_refused_before_flask_until_its_window_resets(make_app):
+    """After the limiter's first refusal a worker answers that credential's writes itself (no
+    signature check, no Redis): the same 429, the wait counted down, other callers and reads
+    untouched, and the credential served again once the window resets."""
+    app = make_app(TRUSTREC_RATE_LIMIT_CUSTOMER="2/2 seconds")
+    client = app.test_client()
+    body = served(client)
+    token = token_for(client, CUSTOMER)
+    feedback = {"request_id": body["request_id"], "offer_id": body["offers"][0]["offer_id"],
+                "kind": "clicked"}
+    # start at the beginning of a window, so the two writes and the refusals fall in one
+    time.sleep(2 - time.time() % 2 + 0.05)
+    for _ in range(2):
+        post_feedback(client, feedback, bearer(token))
+    by_limiter = client.post("/v1/feedback", json=feedback, headers=bearer(token))
+    services = app.extensions["trustrec"]
+    def redis_calls() -> dict:
+        return {k: v for k, v in services.redis.info("commandstats").items() if k != "cmdstat_info"}
+
+    before = redis_calls()
+    by_worker = client.post("/v1/feedback", json=feedback, headers=bearer(token))
+    other_write = client.put(f"/v1/customers/{CUSTOMER}/consent", headers=bearer(token),
+                             json={"allowed": list(test_api.ALL)})
+    assert redis_calls() == before  # answered without Redis
+    for refused in (by_limiter, by_worker, other_write):
+        assert refused.status_code == 429 and refused.get_json() == by_limiter.get_json()
+        assert refused.headers["X-Content-Type-Options"] == "nosniff"
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+        assert refused.headers["X-RateLimit-Reset"] == by_limiter.headers["X-RateLimit-Reset"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= int(by_limiter.headers["Retry-After"])
+    # reads and another customer's writes are not refused
+    assert client.get(f"/v1/customers/{CUSTOMER}/offers", headers=bearer(token)).status_code == 200
+    theirs = served(client, OTHER)
+    post_feedback(client, {"request_id": theirs["request_id"], "kind": "clicked",
+                           "offer_id": theirs["offers"][0]["offer_id"]},
+                  bearer(token_for(client, OTHER)))
+    time.sleep(int(by_limiter.headers["X-RateLimit-Reset"]) + 0.05 - time.time())
+    post_feedback(client, feedback, bearer(token))  # a new window: served again
+
+
 def test_a_bad_rate_limit_setting_names_the_variable(make_app):
     from serving.config import ConfigError
 

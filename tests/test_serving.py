@@ -231,6 +231,12 @@ def test_the_documented_gunicorn_command_serves(redis_client, redis_prefix, tmp_
         # counted across the workers, whichever one answers the scrape
         assert ('trustrec_http_requests_total{endpoint="/v1/customers/<customer_id>/offers",'
                 'method="GET",status="200"} 4.0') in metrics.decode()
+        # what gunicorn refuses itself is answered in the API's JSON error form too
+        for path, headers, status, field in (
+                ("/v1/policy?q=" + "x" * 5000, {}, 414, "path"),
+                ("/v1/policy", {f"X-Filler-{n}": "x" for n in range(120)}, 431, "headers")):
+            got, body = get(port, path, headers)
+            assert got == status and json.loads(body)["error"]["field"] == field, body
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
