@@ -82,7 +82,11 @@ def split_features(artifact: Artifact, state: CustomerState, attribution: Attrib
     # the partials' float32 weights times float64 embeddings, all in float64, so regrouping
     # w_j * (e_j . q_i) changes nothing beyond float64 rounding
     weights = weights.astype(np.float32).astype(np.float64)
-    own = (q @ ctx.vectors[rows].T + ctx.bias[rows]) * weights
+    vectors, bias = ctx.vectors[rows], ctx.bias[rows]
+    if state.identity is not None and learned.any():
+        # read from the online store: the identity came with the customer, not the model
+        vectors[-1], bias[-1] = state.identity.vector, state.identity.bias
+    own = (q @ vectors.T + bias) * weights
     # The average's share of each feature is w_j / W_g, W_g the category's weight total (1 up to the
     # float32 rounding of stored weights), so the parts sum to (p_ug - pbar_g) . q + c_ug - cbar_g.
     total = np.bincount(category, weights, minlength=n_categories)

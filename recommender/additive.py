@@ -26,6 +26,10 @@ class FeatureSpace:
 
     names[f] is "attribute=value", "customer:<id>" (identity) or "history:<offer_id>";
     category[f] indexes AdditiveModel.categories.
+
+    The online store keeps the shared features only (`shared()`): a customer's identity feature
+    travels with that customer's record (`Identity`), so what every worker holds does not grow
+    with the number of customers.
     """
 
     names: np.ndarray  # (F,) str
@@ -34,7 +38,33 @@ class FeatureSpace:
     bias: np.ndarray  # (F,)
 
     def index(self) -> dict[str, int]:
+        """Feature name -> row (built once: a catalog's features number in the hundred thousands)."""
+        return self._index
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
         return {str(name): f for f, name in enumerate(self.names)}
+
+    @cached_property
+    def is_identity(self) -> np.ndarray:
+        """(F,) bool: the feature is one customer's learned identity ("customer:<id>")."""
+        return np.array([str(name).startswith(IDENTITY_PREFIX) for name in self.names], dtype=bool)
+
+    def identity(self, customer_id: str) -> Identity | None:
+        """The customer's identity feature, or None (no such feature)."""
+        f = self.index().get(IDENTITY_PREFIX + str(customer_id))
+        if f is None:
+            return None
+        return Identity(IDENTITY_PREFIX + str(customer_id), int(self.category[f]),
+                        self.vectors[f], float(self.bias[f]))
+
+    def shared(self) -> FeatureSpace:
+        """The features every customer may have: all but the identities."""
+        if not self.is_identity.any():
+            return self
+        keep = ~self.is_identity
+        return FeatureSpace(self.names[keep], self.category[keep], self.vectors[keep],
+                            self.bias[keep])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Named arrays for an npz file (artifacts, the Redis item blob)."""
@@ -52,6 +82,20 @@ class FeatureSpace:
             names=arrays["feature_names"].astype(object), category=arrays["feature_category"],
             vectors=arrays["feature_vectors"], bias=arrays["feature_bias"],
         )
+
+
+IDENTITY_PREFIX = "customer:"
+_CHUNK = 2048  # customers whose partials are built at once (their terms are held in memory)
+
+
+@dataclass(frozen=True, eq=False)
+class Identity:
+    """One customer's identity feature, held apart from the shared feature space."""
+
+    name: str  # "customer:<id>"
+    category: int
+    vector: np.ndarray  # (d,)
+    bias: float
 
 
 @dataclass(eq=False)
@@ -174,6 +218,14 @@ class AdditiveModel:
         base = self.base() if items is None else self.base()[items]
         return dp.sum(axis=-2) @ q.T + dc.sum(axis=-1)[..., None] + base
 
+    def query(
+        self, p: np.ndarray, c: np.ndarray, has_data: np.ndarray, allowed: np.ndarray,
+    ) -> tuple[np.ndarray, float]:
+        """(x, const) of one customer's partials, with score(i) = q_i . x + b_i + const: the
+        query an index over the offers is searched with (recommender.offer_index)."""
+        dp, dc = self.deviations(p, c, self.used(has_data, allowed))
+        return self.mean_vectors.sum(axis=0) + dp.sum(axis=0), float(self.mean_bias.sum() + dc.sum())
+
     def score(self, customers: np.ndarray, allowed: object = None) -> np.ndarray:
         """Scores of known customers for every offer under one consent: (n, n_offers)."""
         customers = np.asarray(customers)
@@ -191,22 +243,37 @@ class AdditiveModel:
         return self.item_vectors[items] @ dp.T + dc
 
     # --- partials of customers the model has not stored -------------------------------------
-    def partials_from_features(self, weights: dict[str, float]) -> tuple[np.ndarray, ...]:
-        """Partials from named, already normalized feature weights (cold start, new history).
+    def partials_from_features(
+        self, weights: dict[str, float], identity: Identity | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Partials from named, already normalized feature weights (cold start, new history, and
+        every customer read from the online store). `identity`: the customer's identity feature
+        when the feature space does not hold it (the online store's shared features).
 
         Computed exactly as training computed the stored ones (from_features: a float32 weight
         row, the same products in the same order), so a customer whose data did not change gets
-        the stored partials bit for bit, whichever way they are read."""
+        the stored partials bit for bit, whichever way they are read. An identity feature comes
+        after every other feature of its category in both: training creates the history features
+        of every offer before any identity, and attributes are other categories."""
         if self.features is None:
             raise ValueError("this model has no feature space: it cannot place unseen customers")
-        index = self.features.index()
+        features = self.features
+        index = features.index()
         # a value never seen in training carries no learned signal: skipped, not renormalized
         known = sorted((index[name], weight) for name, weight in weights.items() if name in index)
-        columns = np.array([f for f, _ in known], dtype=np.intp)
-        values = np.array([w for _, w in known], dtype=np.float32)
-        row = sp.csr_matrix((values, (np.zeros(len(known), dtype=np.intp), columns)),
-                            shape=(1, len(self.features.names)))
-        p, c, has_data = _partials(row, self.features, len(self.categories))
+        rows = [f for f, _ in known]
+        # the few features this customer has, as a feature space of their own (in feature order)
+        vectors, bias, category = (features.vectors[rows], features.bias[rows],
+                                   features.category[rows])
+        values = [w for _, w in known]
+        if identity is not None and identity.name in weights and identity.name not in index:
+            vectors = np.vstack([vectors, identity.vector[None]])
+            bias, category = np.append(bias, identity.bias), np.append(category, identity.category)
+            values.append(weights[identity.name])
+        p, c, has_data = _weighted_sums(
+            np.array([0, len(values)]), np.arange(len(values)), np.array(values, np.float32),
+            FeatureSpace(np.empty(len(values), dtype=object), category, vectors, bias),
+            len(self.categories))
         return p[:, 0], c[:, 0], has_data[:, 0]
 
 
@@ -214,18 +281,63 @@ def _partials(
     customer_features: sp.spmatrix, features: FeatureSpace, n_categories: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p: (G, n, d), c: (G, n), has_data: (G, n)) of n customers' weight rows: the one way
-    partials are computed, at training and at serving time alike."""
-    customer_features = sp.csr_matrix(customer_features, dtype=np.float64)
-    n, d = customer_features.shape[0], features.vectors.shape[1]
+    partials are computed, at training and at serving time alike.
+
+    Each row's terms w_j e_j of a category are added one at a time, in feature order (as
+    np.add.accumulate adds): the same additions in the same order for a million customers at once
+    and for one customer alone, so both give the same bits. Only the embeddings of the features
+    in use are read (one customer's few, never the whole table)."""
+    weights = sp.csr_matrix(customer_features, dtype=np.float32)
+    weights.sort_indices()
+    n = weights.shape[0]
+    if n <= _CHUNK:
+        return _weighted_sums(weights.indptr, weights.indices, weights.data, features,
+                              n_categories)
+    p = np.zeros((n_categories, n, features.vectors.shape[1]))
+    c = np.zeros((n_categories, n))
+    has_data = np.zeros((n_categories, n), dtype=bool)
+    for lo in range(0, n, _CHUNK):  # bounded memory: a chunk's terms are held at once
+        chunk = weights[lo:lo + _CHUNK]
+        part = _weighted_sums(chunk.indptr, chunk.indices, chunk.data, features, n_categories)
+        p[:, lo:lo + _CHUNK], c[:, lo:lo + _CHUNK], has_data[:, lo:lo + _CHUNK] = part
+    return p, c, has_data
+
+
+def _weighted_sums(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, features: FeatureSpace,
+    n_categories: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_partials of the rows of one CSR weight matrix (its arrays, indices sorted in each row)."""
+    n, d = len(indptr) - 1, features.vectors.shape[1]
     p = np.zeros((n_categories, n, d))
     c = np.zeros((n_categories, n))
     has_data = np.zeros((n_categories, n), dtype=bool)
-    vectors = features.vectors.astype(np.float64)
-    bias = features.bias.astype(np.float64)
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    category = features.category[indices]
     for g in range(n_categories):
-        mask = sp.diags((features.category == g).astype(np.float64))
-        block = customer_features @ mask
-        p[g] = block @ vectors
-        c[g] = block @ bias
-        has_data[g] = np.diff(block.tocsr().indptr) > 0
+        entries = np.flatnonzero(category == g)  # by row, in feature order within a row
+        if not len(entries):
+            continue
+        owner, columns = rows[entries], indices[entries]
+        w = data[entries].astype(np.float64)
+        vector_terms = w[:, None] * features.vectors[columns]
+        bias_terms = w * features.bias[columns]
+        has_data[g, owner] = True
+        if n == 1:  # one customer: the same additions, in one call
+            p[g, 0] = np.add.accumulate(vector_terms, axis=0)[-1]
+            c[g, 0] = np.add.accumulate(bias_terms)[-1]
+            continue
+        # each term's position among its row's: the k-th terms of every row are added at once
+        starts = np.flatnonzero(np.diff(owner, prepend=-1))
+        position = np.arange(len(owner)) - np.repeat(starts, np.diff(starts, append=len(owner)))
+        order = np.argsort(position, kind="stable")
+        counts = np.bincount(position)
+        for k, stop in enumerate(np.cumsum(counts)):
+            terms = order[stop - counts[k]:stop]  # at most one per row
+            if k == 0:  # r_0 = t_0, r_k = r_(k-1) + t_k: np.add.accumulate's order
+                p[g, owner[terms]] = vector_terms[terms]
+                c[g, owner[terms]] = bias_terms[terms]
+            else:
+                p[g, owner[terms]] += vector_terms[terms]
+                c[g, owner[terms]] += bias_terms[terms]
     return p, c, has_data

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.additive import AdditiveModel, FeatureSpace
+from recommender.additive import AdditiveModel, FeatureSpace, Identity
 from recommender.errors import ArtifactError
+from recommender.offer_index import OfferIndex
 from recommender.taxonomy import Taxonomy
 
 KIND = "trustrec-artifact"
@@ -71,6 +72,12 @@ class Artifact(ManifestView):
     def version(self) -> str:
         return self.manifest["version"]
 
+    @property
+    def offer_index(self) -> OfferIndex | None:
+        """An artifact ranks exactly over every offer; a published version of a large catalog
+        carries an index (serving.redis_store.LoadedModel)."""
+        return None
+
     @cached_property
     def customer_rows(self) -> dict[str, int]:
         return {str(c): row for row, c in enumerate(self.customers.index)}
@@ -88,6 +95,11 @@ class Artifact(ManifestView):
         """Known attribute values of a customer the model was trained on (unknown ones left out)."""
         row = self.customers.loc[customer_id]
         return {a: v for a, v in row.items() if not pd.isna(v)}
+
+    def customer_identity(self, customer_id: str) -> Identity | None:
+        """The customer's identity feature where the feature space does not hold it: never here
+        (an artifact's feature space holds every customer's; the online store's does not)."""
+        return None
 
 
 def new_version(model_name: str, created_at: datetime) -> str:

@@ -26,6 +26,7 @@ from explain.templates import Templates
 from recommender.additive import AdditiveModel
 from recommender.consent import Consent
 from recommender.features import attribute_values
+from recommender.offer_index import OfferIndex
 from recommender.ranking import CustomerState
 from recommender.taxonomy import Taxonomy
 from serving.redis_store import LoadedModel
@@ -54,6 +55,10 @@ class ServedVersion:
     @cached_property
     def offer_ids(self) -> list[str]:
         return list(self.loaded.offer_columns)
+
+    @property
+    def offer_index(self) -> OfferIndex | None:
+        return self.loaded.offer_index
 
     @cached_property
     def offer_paths(self) -> list[str]:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from explain.importance import main_parameters
 from recommender.artifacts import Artifact, load_artifact
+from recommender.offer_index import MIN_OFFERS, OfferIndex
 from serving.redis_store import (
     DEFAULT_PREFIX,
     Keys,
@@ -95,10 +96,13 @@ def publish(
     artifact: Artifact | str | Path, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *,
     grace_seconds: float = DEFAULT_GRACE_SECONDS, progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int, int], None] | None = None,
-    exclude: Collection[str] = (),
+    exclude: Collection[str] = (), offer_index: bool | None = None,
 ) -> str:
     """Write `artifact` (or the artifact folder at that path) into Redis, make it current, remove
     versions out of service for longer than grace_seconds; return its version.
+
+    offer_index: build an index over the offers for approximate top-k (recommender.offer_index);
+    None: for catalogs of MIN_OFFERS offers or more.
 
     exclude: customers not to write (erased since the artifact was trained: the caller reads the
     tombstones); on a version already complete their keys are removed. on_batch(written, total)
@@ -117,8 +121,10 @@ def publish(
             if exclude:
                 client.unlink(*(keys.customer(version, c) for c in exclude))
         else:
+            if offer_index is None:
+                offer_index = artifact.model.n_offers >= MIN_OFFERS
             marker = _write(artifact, client, keys, lock, batch_size, progress, on_batch,
-                            frozenset(exclude))
+                            frozenset(exclude), offer_index)
         _flip(client, keys, version, lock, marker)
         _collect(client, keys, grace_seconds, keep=version)
     return version
@@ -153,10 +159,16 @@ def _publish_lock(client: redis.Redis, keys: Keys) -> Iterator[Lock]:
 def _write(
     artifact: Artifact, client: redis.Redis, keys: Keys, lock: Lock, batch_size: int,
     progress: bool, on_batch: Callable[[int, int], None] | None, exclude: frozenset[str],
+    offer_index: bool,
 ) -> bytes:
     """Every key of the version but its complete marker, which is returned for _flip to set."""
     version = artifact.version
     items = encode_items(artifact)
+    index = None
+    if offer_index:
+        if progress:
+            print(f"publish {version}: indexing {artifact.model.n_offers} offers ...", flush=True)
+        index = OfferIndex.build(artifact.model).to_bytes()
     n = artifact.model.n_customers
     if len(artifact.customers) != n:
         raise ModelStoreError(
@@ -168,6 +180,8 @@ def _write(
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.pending, {version: time.time()})
         pipe.set(keys.manifest(version), manifest).set(keys.items(version), items)
+        if index is not None:
+            pipe.set(keys.offer_index(version), index)
         pipe.execute()
     with tqdm(total=n, desc=f"publish {version}", unit="customer", disable=not progress) as bar:
         for start in range(0, n, batch_size):
@@ -184,6 +198,7 @@ def _write(
                 on_batch(stop, n)
     return json.dumps({
         "customers": n, "items_sha256": items_checksum(items),
+        "offer_index_sha256": items_checksum(index) if index is not None else None,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }).encode()
 

@@ -10,8 +10,11 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     model:{version}:manifest             the artifact's manifest (JSON)
     model:{version}:items                the item side (npz bytes: vectors, biases, averages,
                                          feature space, popularity, offers table as parquet)
+    model:{version}:offer-index          an index over the offers, for large catalogs only
+                                         (recommender.offer_index: faiss bytes)
     model:{version}:complete             the gate: set together with `current` once all is written
-    model:{version}:customer:{id}        one customer's partials, training history and attributes
+    model:{version}:customer:{id}        one customer's training history, attributes and identity
+                                         feature (partials, for models without features)
     history:{id}                         offers posted since training (list; outlives versions)
     consent:{id}                         the consent cache (owned by the consent module)
     controls:{id}                        the customer's controls cache (serving.controls)
@@ -45,9 +48,10 @@ import pandas as pd
 import redis
 
 from recommender import ranking
-from recommender.additive import AdditiveModel, FeatureSpace
+from recommender.additive import AdditiveModel, FeatureSpace, Identity
 from recommender.artifacts import Artifact, ManifestView
 from recommender.errors import TrustRecError
+from recommender.offer_index import OfferIndex
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,9 @@ class Keys:
     def complete(self, version: str) -> str:
         return self.model(version) + "complete"
 
+    def offer_index(self, version: str) -> str:
+        return self.model(version) + "offer-index"
+
     def customer(self, version: str, customer_id: str) -> str:
         return self.model(version) + f"customer:{customer_id}"
 
@@ -146,22 +153,26 @@ class Keys:
         return f"{self.prefix}revoked:{subject}"
 
 
-# --- one customer: partials, training history, attributes -------------------------------------
-_MAGIC = b"TRC1"
+# --- one customer: training history, attributes, and what the shared features cannot rebuild ---
+_MAGIC = b"TRC2"
 _HEADER_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True, eq=False)
 class CustomerRecord:
-    """What the model stored for one customer it was trained on (one Redis value)."""
+    """What the model stored for one customer it was trained on (one Redis value).
+
+    A model with a feature space rebuilds a customer's partials from their features on each
+    request (bit for bit the trained ones), so the record holds only what the shared features
+    lack: the customer's identity feature, if any. A model without one (implicit's) stores the
+    partials of the categories the customer has data in."""
 
     customer_id: str
     version: str
-    p: np.ndarray  # (G, d) float64
-    c: np.ndarray  # (G,) float64
-    has_data: np.ndarray  # (G,) bool
     history: tuple[str, ...]  # distinct past offers, oldest first
     attributes: Mapping[str, object]  # known values only
+    identity: Identity | None = None
+    partials: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (p (G, d), c, has_data)
 
 
 def _json_default(value: object) -> object:
@@ -169,22 +180,45 @@ def _json_default(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """float32 where that keeps every bit (implicit's factors, LightFM's embeddings), else float64:
+    scores from Redis equal scores from the artifact."""
+    values = np.asarray(values, dtype=np.float64)
+    narrow = values.astype("<f4")
+    return narrow if np.array_equal(narrow, values) else values.astype("<f8")
+
+
+def _span(vector: np.ndarray) -> tuple[int, int]:
+    """[start, stop) of the non-zero entries (a stacked model's categories own blocks of dims)."""
+    nonzero = np.flatnonzero(vector)
+    return (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 0)
+
+
 def encode_customer(record: CustomerRecord) -> bytes:
-    """MAGIC, header length, JSON header, then p, c, has_data as raw little-endian arrays:
-    float64 bytes round-trip exactly, so scores from Redis equal scores from the artifact."""
-    p = np.ascontiguousarray(record.p, dtype="<f8")
-    header = json.dumps(
-        {
-            "customer_id": record.customer_id, "version": record.version, "shape": list(p.shape),
-            "history": list(record.history), "attributes": dict(record.attributes),
-        },
-        default=_json_default, separators=(",", ":"),
-    ).encode()
-    return b"".join((
-        _MAGIC, _HEADER_LENGTH.pack(len(header)), header, p.tobytes(),
-        np.ascontiguousarray(record.c, dtype="<f8").tobytes(),
-        np.ascontiguousarray(record.has_data, dtype=bool).tobytes(),
-    ))
+    """MAGIC, header length, JSON header, then the arrays it lists as raw little-endian bytes:
+    non-zero spans only, each in float32 where that is exact."""
+    header: dict = {"customer_id": record.customer_id, "version": record.version,
+                    "history": list(record.history), "attributes": dict(record.attributes)}
+    arrays: list[np.ndarray] = []
+
+    def add(values: np.ndarray) -> dict:
+        start, stop = _span(values)
+        narrow = _narrow(values[start:stop])
+        arrays.append(narrow)
+        return {"start": start, "stop": stop, "dtype": narrow.dtype.str}
+
+    if record.identity is not None:
+        identity = record.identity
+        header["identity"] = {"name": identity.name, "category": identity.category,
+                              "d": len(identity.vector), "bias": float(identity.bias),
+                              **add(identity.vector)}
+    if record.partials is not None:
+        p, c, has_data = record.partials
+        header["partials"] = {"shape": list(p.shape), "categories": [
+            {"g": g, "c": float(c[g]), **add(p[g])} for g in np.flatnonzero(has_data)]}
+    blob = json.dumps(header, default=_json_default, separators=(",", ":")).encode()
+    return b"".join((_MAGIC, _HEADER_LENGTH.pack(len(blob)), blob,
+                     *(a.tobytes() for a in arrays)))
 
 
 def decode_customer(blob: bytes) -> CustomerRecord:
@@ -193,25 +227,42 @@ def decode_customer(blob: bytes) -> CustomerRecord:
     start = len(_MAGIC) + _HEADER_LENGTH.size
     (length,) = _HEADER_LENGTH.unpack_from(blob, len(_MAGIC))
     header = json.loads(blob[start:start + length])
-    n_categories, d = header["shape"]
     offset = start + length
-    p = np.frombuffer(blob, "<f8", n_categories * d, offset).reshape(n_categories, d)
-    offset += p.nbytes
-    c = np.frombuffer(blob, "<f8", n_categories, offset)
-    has_data = np.frombuffer(blob, bool, n_categories, offset + c.nbytes)
-    return CustomerRecord(
-        header["customer_id"], header["version"], p, c, has_data, tuple(header["history"]),
-        header["attributes"],
-    )
+
+    def read(span: dict, d: int, out: np.ndarray | None = None) -> np.ndarray:
+        nonlocal offset
+        values = np.frombuffer(blob, span["dtype"], span["stop"] - span["start"], offset)
+        offset += values.nbytes
+        out = np.zeros(d) if out is None else out
+        out[span["start"]:span["stop"]] = values
+        return out
+
+    identity = partials = None
+    if "identity" in header:
+        found = header["identity"]
+        identity = Identity(found["name"], found["category"], read(found, found["d"]),
+                            found["bias"])
+    if "partials" in header:
+        n_categories, d = header["partials"]["shape"]
+        p, c = np.zeros((n_categories, d)), np.zeros(n_categories)
+        has_data = np.zeros(n_categories, dtype=bool)
+        for found in header["partials"]["categories"]:
+            read(found, d, p[found["g"]])
+            c[found["g"]], has_data[found["g"]] = found["c"], True
+        partials = (p, c, has_data)
+    return CustomerRecord(header["customer_id"], header["version"], tuple(header["history"]),
+                          header["attributes"], identity, partials)
 
 
 def customer_records(artifact: Artifact, start: int, stop: int) -> list[CustomerRecord]:
     """Records of the artifact's customers in rows start:stop (the publisher's batches)."""
     model = artifact.model
-    # One transposed copy per batch: contiguous (G, d) slices without copying the whole model.
-    p = np.ascontiguousarray(model.partial_vectors[:, start:stop].transpose(1, 0, 2))
-    c = np.ascontiguousarray(model.partial_bias[:, start:stop].T)
-    has_data = np.ascontiguousarray(model.has_data[:, start:stop].T)
+    features = model.features if artifact.history_mode is not None else None
+    if features is None:
+        # One transposed copy per batch: contiguous (G, d) slices without copying the whole model.
+        p = np.ascontiguousarray(model.partial_vectors[:, start:stop].transpose(1, 0, 2))
+        c = np.ascontiguousarray(model.partial_bias[:, start:stop].T)
+        has_data = np.ascontiguousarray(model.has_data[:, start:stop].T)
     customers = artifact.customers.iloc[start:stop]
     histories = artifact.histories
     records = []
@@ -219,10 +270,11 @@ def customer_records(artifact: Artifact, start: int, stop: int) -> list[Customer
                                                strict=True)):
         customer_id = str(customer_id)
         records.append(CustomerRecord(
-            customer_id, artifact.version, p[k], c[k], has_data[k],
-            histories.get(customer_id, ()),
+            customer_id, artifact.version, histories.get(customer_id, ()),
             # the same known values as Artifact.customer_attributes
             {a: v for a, v in row.items() if not pd.isna(v)},
+            identity=features.identity(customer_id) if features is not None else None,
+            partials=None if features is not None else (p[k], c[k], has_data[k]),
         ))
     return records
 
@@ -248,7 +300,8 @@ def encode_items(artifact: Artifact) -> bytes:
         "in_model": model.has_data.any(axis=1),
     }
     if model.features is not None:
-        arrays |= model.features.to_arrays()
+        # shared features only: each customer's identity travels in their own record
+        arrays |= model.features.shared().to_arrays()
     offers = io.BytesIO()
     artifact.offers.to_parquet(offers)
     arrays["offers_parquet"] = np.frombuffer(offers.getvalue(), dtype=np.uint8)
@@ -271,6 +324,7 @@ class LoadedModel(ManifestView):
     offers: pd.DataFrame
     popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
     in_model: np.ndarray | None = None  # (G,) bool: categories any trained customer had data in
+    offer_index: OfferIndex | None = None  # large catalogs: ranking.rank searches it
 
     @cached_property
     def popular_columns(self) -> np.ndarray:
@@ -308,21 +362,28 @@ class _OneCustomer:
     def __init__(self, loaded: LoadedModel, customer_id: str, record: CustomerRecord | None) -> None:
         self.taxonomy = loaded.taxonomy
         self.history_mode = loaded.history_mode
+        self.model, self.customer_rows, self.histories = loaded.model, {}, {}
+        self._attributes: Mapping[str, object] = {}
+        self._identity: Identity | None = None
         if record is None:
-            self.model, self.customer_rows, self.histories = loaded.model, {}, {}
-            self._attributes: Mapping[str, object] = {}
             return
-        # The customer becomes row 0 of a one-customer model (views, nothing is copied).
-        self.model = dataclasses.replace(
-            loaded.model, partial_vectors=record.p[:, None], partial_bias=record.c[:, None],
-            has_data=record.has_data[:, None],
-        )
-        self.customer_rows = {customer_id: 0}
+        # known, with no stored row: customer_state builds the partials from the features
+        self.customer_rows = {customer_id: None}
         self.histories = {customer_id: record.history}
         self._attributes = record.attributes
+        self._identity = record.identity
+        if record.partials is not None:  # a model without features: the customer is row 0
+            p, c, has_data = record.partials
+            self.model = dataclasses.replace(
+                loaded.model, partial_vectors=p[:, None], partial_bias=c[:, None],
+                has_data=has_data[:, None])
+            self.customer_rows = {customer_id: 0}
 
     def customer_attributes(self, customer_id: str) -> dict[str, object]:
         return dict(self._attributes)
+
+    def customer_identity(self, customer_id: str) -> Identity | None:
+        return self._identity
 
 
 def state_from_record(
@@ -384,12 +445,21 @@ class RedisModelStore:
         keys = self.keys
         with self.client.pipeline(transaction=True) as pipe:
             pipe.get(keys.complete(version)).get(keys.manifest(version)).get(keys.items(version))
-            complete, manifest, items = pipe.execute()
+            pipe.get(keys.offer_index(version))
+            complete, manifest, items, index = pipe.execute()
         if complete is None or manifest is None or items is None:
             raise VersionGone(version)
-        if items_checksum(items) != json.loads(complete)["items_sha256"]:
+        marker = json.loads(complete)
+        if items_checksum(items) != marker["items_sha256"]:
             raise ModelStoreError(f"model version {version!r}: item side does not match its checksum")
-        return decode_items(version, json.loads(manifest), items)
+        if marker.get("offer_index_sha256") is not None and (
+                index is None or items_checksum(index) != marker["offer_index_sha256"]):
+            raise ModelStoreError(f"model version {version!r}: offer index does not match its "
+                                  "checksum")
+        loaded = decode_items(version, json.loads(manifest), items)
+        if index is not None:
+            loaded.offer_index = OfferIndex.from_bytes(index)
+        return loaded
 
     def fetch_customer(
         self, version: str, customer_id: str

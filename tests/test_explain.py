@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
-from trained import artifact_for, movielens_artifact, synthetic_artifact
+from trained import artifact_for, movielens_artifact, synthetic_artifact, synthetic_dataset
 
 from explain.attributions import Attribution, attribute, base_values
 from explain.criteria import MIN_SHARE, direction_of, explain_offers, why
@@ -247,6 +247,29 @@ def test_stored_and_rebuilt_partials_are_the_same_bits():
             offer = artifact.offers.index[column]
             assert json.dumps(why(artifact, stored, allowed, offer)) == json.dumps(
                 why(artifact, rebuilt, allowed, offer))
+
+
+def test_partials_are_the_same_bits_in_any_batch(monkeypatch):
+    """Training builds partials in chunks of customers, serving one customer at a time: the
+    additions are the same whichever way the rows are grouped."""
+    from recommender import additive
+    from recommender.features import user_feature_matrix
+
+    dataset = synthetic_dataset()
+    weights, names, category = user_feature_matrix(dataset, "blend")
+    rng = np.random.default_rng(0)
+    d = 7
+    features = additive.FeatureSpace(names, category, rng.normal(size=(len(names), d)),
+                                     rng.normal(size=len(names)))
+    whole = additive._partials(weights, features, 4)
+    monkeypatch.setattr(additive, "_CHUNK", 7)
+    chunked = additive._partials(weights, features, 4)
+    for got, want in zip(chunked, whole, strict=True):
+        assert got.tobytes() == want.tobytes()
+    for row in range(0, dataset.n_customers, 97):
+        one = additive._partials(weights[row], features, 4)
+        for got, want in zip(one, whole, strict=True):
+            assert got[:, 0].tobytes() == want[:, row].tobytes()
 
 
 def test_identity_history_is_a_learned_profile_not_a_split():

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import redis
+from trained import artifact_for
 
 from recommender import ranking
 from recommender.artifacts import Artifact, make_manifest, save_artifact
@@ -25,6 +26,8 @@ from serving.redis_store import (
     RedisModelStore,
     VersionGone,
     check_version,
+    decode_items,
+    encode_items,
     state_from_record,
 )
 
@@ -135,8 +138,21 @@ def test_publish_writes_every_customer_before_current(store, hybrids):
     assert not client.exists(keys.pending, keys.publish_lock)
 
 
-def test_scores_from_redis_equal_artifact_scores_exactly(store, hybrids):
-    artifact = hybrids[0]
+@pytest.fixture(scope="module")
+def kinds(dataset, hybrids):
+    """One model of each way a customer is kept: features without identities (hybrid, history as
+    items), features with an identity per customer (the served stack, history "blend"), and no
+    features at all (implicit's ALS: partials stored)."""
+    return {"hybrid": hybrids[0], "stack": artifact_for(dataset),
+            "als": artifact_for(dataset, "als", factors=8, random_state=0)}
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "stack", "als"])
+def test_scores_from_redis_equal_artifact_scores_exactly(store, kinds, kind):
+    artifact = kinds[kind]
+    if kind == "stack":
+        assert artifact.history_mode == "blend"  # identities travel with the customers
+        assert artifact.model.features.is_identity.any()
     quiet_publish(artifact, store)
     model = ModelCache(store).snapshot()
     categories = artifact.model.categories
@@ -159,6 +175,19 @@ def test_scores_from_redis_equal_artifact_scores_exactly(store, hybrids):
         assert scores.tobytes() == want_scores.tobytes()
     assert model.offer_columns == artifact.offer_columns
     assert model.offers.equals(artifact.offers)
+
+
+def test_the_item_side_does_not_grow_with_customers(store):
+    """What every worker loads holds nothing per customer: twice the customers, the same bytes;
+    and no customer's record holds more than its own features beyond the shared ones."""
+    sizes = {}
+    for n_customers in (300, 600):
+        artifact = artifact_for(load_synthetic(0, n_customers=n_customers, n_offers=60))
+        sizes[n_customers] = len(encode_items(artifact))
+        model = decode_items(artifact.version, artifact.manifest, encode_items(artifact))
+        assert not model.model.features.is_identity.any()
+        assert len(model.model.features.names) == (~artifact.model.features.is_identity).sum()
+    assert sizes[300] == sizes[600]
 
 
 def test_publishing_twice_is_harmless(store, hybrids, tmp_path):
