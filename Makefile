@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness bench-faults clean
+.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness bench-faults bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-serve: $(STAMP)
 
 bench-faults: $(STAMP)
 	$(BIN)/python -m benchmarks.faults
+
+# generate, train, publish and serve storefronts of growing size; SIZE=CUSTOMERSxOFFERS,...
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale $(if $(SIZE),--sizes $(SIZE))
 
 bench-fairness: $(STAMP)
 	$(BIN)/python -m benchmarks.fairness --data $(ML100K)

@@ -260,9 +260,11 @@ by = "category"
 
 
 # --- in process -----------------------------------------------------------------------------------
-def in_process(client, prefix: str, customers: list[str], database_url: str, n: int) -> dict:
+def in_process(client, prefix: str, customers: list[str], database_url: str, n: int, *,
+               rules: bool = True) -> dict:
     """Medians of one recommend + explain (k=10) in this process: with the customer's state
-    already read, and including the Redis round trip (the whole Recommender.offers call)."""
+    already read, and including the Redis round trip (the whole Recommender.offers call); with
+    `rules`, also with MovieLens business rules (BENCH_RULES)."""
     from recommender.consent import category_mask
     from recommender.ranking import rank
     from recommender.rules import RulesFile
@@ -303,13 +305,16 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
         return time.perf_counter() - started
 
     query = OffersQuery(k=10)
-    with tempfile.TemporaryDirectory() as folder:
-        rules_path = Path(folder) / "rules.toml"
-        rules_path.write_text(BENCH_RULES)
-        ruled = Recommender(cache, consents, rules=RulesFile(rules_path))
-        for customer in dict.fromkeys(sample):
-            ruled.offers(customer, query)  # warm, as above
-        with_rules = statistics.median(timed(lambda c: ruled.offers(c, query), c) for c in sample)
+    with_rules = None
+    if rules:
+        with tempfile.TemporaryDirectory() as folder:
+            rules_path = Path(folder) / "rules.toml"
+            rules_path.write_text(BENCH_RULES)
+            ruled = Recommender(cache, consents, rules=RulesFile(rules_path))
+            for customer in dict.fromkeys(sample):
+                ruled.offers(customer, query)  # warm, as above
+            with_rules = statistics.median(timed(lambda c: ruled.offers(c, query), c)
+                                           for c in sample)
     return {
         "compute": statistics.median(timed(compute, c) for c in sample),
         "rank_only": statistics.median(

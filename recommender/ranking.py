@@ -112,7 +112,7 @@ def _rank_candidates(
     """rank() over a large catalog: the index's candidates (enough to survive the exclusions),
     scored exactly, the top k of them."""
     query, _ = model.query(state.p, state.c, state.has_data, allowed)
-    candidates = np.unique(index.search(query, k + len(removed)))  # by column: ties as top_k_one
+    candidates = index.search(query, k + len(removed))  # by column: ties as top_k_one
     candidates = candidates[~np.isin(candidates, removed)]
     exact = model.score_partials(state.p[None], state.c[None], state.has_data[None], allowed,
                                  items=candidates)[0]

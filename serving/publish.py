@@ -115,16 +115,20 @@ def publish(
     check_client(client)
     keys = Keys(prefix)
     version = check_version(artifact.version)
+    if offer_index is None:
+        offer_index = artifact.model.n_offers >= MIN_OFFERS
+    # computed before the lock is taken: indexing a large catalog takes longer than LOCK_SECONDS
+    prepared = None if client.exists(keys.complete(version)) else \
+        _prepare(artifact, offer_index, progress)
     with _publish_lock(client, keys) as lock:
         if client.exists(keys.complete(version)):
             marker = None  # complete already: only `current` moves
             if exclude:
                 client.unlink(*(keys.customer(version, c) for c in exclude))
         else:
-            if offer_index is None:
-                offer_index = artifact.model.n_offers >= MIN_OFFERS
-            marker = _write(artifact, client, keys, lock, batch_size, progress, on_batch,
-                            frozenset(exclude), offer_index)
+            prepared = prepared or _prepare(artifact, offer_index, progress)
+            marker = _write(artifact, client, keys, lock, prepared, batch_size, progress,
+                            on_batch, frozenset(exclude))
         _flip(client, keys, version, lock, marker)
         _collect(client, keys, grace_seconds, keep=version)
     return version
@@ -156,27 +160,35 @@ def _publish_lock(client: redis.Redis, keys: Keys) -> Iterator[Lock]:
             lock.release()
 
 
-def _write(
-    artifact: Artifact, client: redis.Redis, keys: Keys, lock: Lock, batch_size: int,
-    progress: bool, on_batch: Callable[[int, int], None] | None, exclude: frozenset[str],
-    offer_index: bool,
-) -> bytes:
-    """Every key of the version but its complete marker, which is returned for _flip to set."""
-    version = artifact.version
+def _prepare(artifact: Artifact, offer_index: bool, progress: bool) -> tuple[bytes, bytes | None, str]:
+    """(item side, offer index or None, manifest) of the version, as written to Redis."""
+    n = artifact.model.n_customers
+    if len(artifact.customers) != n:
+        raise ModelStoreError(
+            f"artifact {artifact.version}: {len(artifact.customers)} customers but {n} model rows"
+        )
     items = encode_items(artifact)
     index = None
     if offer_index:
         if progress:
-            print(f"publish {version}: indexing {artifact.model.n_offers} offers ...", flush=True)
+            print(f"publish {artifact.version}: indexing {artifact.model.n_offers} offers ...",
+                  flush=True)
         index = OfferIndex.build(artifact.model).to_bytes()
-    n = artifact.model.n_customers
-    if len(artifact.customers) != n:
-        raise ModelStoreError(
-            f"artifact {version}: {len(artifact.customers)} customers but {n} model rows"
-        )
     # the main parameters' importance, published with the version for the policy (DSA Art. 27)
     manifest = json.dumps(artifact.manifest | {"main_parameters": main_parameters(artifact)},
                           default=_json_default)
+    return items, index, manifest
+
+
+def _write(
+    artifact: Artifact, client: redis.Redis, keys: Keys, lock: Lock,
+    prepared: tuple[bytes, bytes | None, str], batch_size: int, progress: bool,
+    on_batch: Callable[[int, int], None] | None, exclude: frozenset[str],
+) -> bytes:
+    """Every key of the version but its complete marker, which is returned for _flip to set."""
+    version = artifact.version
+    items, index, manifest = prepared
+    n = artifact.model.n_customers
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.pending, {version: time.time()})
         pipe.set(keys.manifest(version), manifest).set(keys.items(version), items)

@@ -94,6 +94,7 @@ SEGMENT_PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
 
 START = 1_704_067_200  # 2024-01-01T00:00:00Z
 PERIOD = 365 * 24 * 3600
+_CELLS = 1 << 24  # customers x offers probabilities drawn from at once (128 MB of float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,18 +161,27 @@ def generate_storefront(
     n_categories = len(CATEGORIES)
     taste = (1 - strength) / n_categories + strength * preferred / preferred.sum(1, keepdims=True)
     by_category = np.eye(n_categories)[offer_category]  # (offers, categories)
-    within = np.broadcast_to(popularity / (popularity @ by_category)[offer_category],
-                             (n_customers, n_offers)).copy()
-    personal = driver == HISTORY
-    affinity = rng.gamma(0.3, size=(int(personal.sum()), n_offers)) + 1e-12
-    within[personal] = affinity / (affinity @ by_category)[:, offer_category]
-    choice = (1 - popularity_noise) * taste[:, offer_category] * within \
-        + popularity_noise * popularity
+    within_category = popularity / (popularity @ by_category)[offer_category]
     noisy = (customers["gender"].to_numpy() == disparity_group) & (disparity > 0)
-    choice[noisy] = (1 - disparity) * choice[noisy] + disparity / n_offers
-    choice[driver == RANDOM] = 1.0 / n_offers
-
-    interactions = _draw(choice, low, high, click_share, rng)
+    # customers x offers choice probabilities, a block of customers at a time: memory linear in
+    # the interactions drawn, not in customers x offers (one block up to _CELLS)
+    block = max(1, _CELLS // n_offers)
+    frames = []
+    for lo in range(0, n_customers, block):
+        rows = slice(lo, min(lo + block, n_customers))
+        within = np.broadcast_to(within_category, (rows.stop - lo, n_offers)).copy()
+        personal = driver[rows] == HISTORY
+        affinity = rng.gamma(0.3, size=(int(personal.sum()), n_offers)) + 1e-12
+        within[personal] = affinity / (affinity @ by_category)[:, offer_category]
+        choice = (1 - popularity_noise) * taste[rows][:, offer_category] * within \
+            + popularity_noise * popularity
+        choice[noisy[rows]] = (1 - disparity) * choice[noisy[rows]] + disparity / n_offers
+        choice[driver[rows] == RANDOM] = 1.0 / n_offers
+        frame = _draw(choice, low, high, click_share, rng)
+        frame["customer_id"] += lo
+        frames.append(frame)
+    interactions = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
+    interactions = interactions.reset_index(drop=True)
     interactions["customer_id"] = customers.index.to_numpy()[interactions["customer_id"]]
     interactions["offer_id"] = offers.index.to_numpy()[interactions["offer_id"]]
     dataset = Dataset(customers, offers, interactions, Taxonomy.default(),
@@ -269,13 +279,17 @@ def _preferred(customers: pd.DataFrame, driver: np.ndarray, rng: np.random.Gener
 
 def _draw(choice: np.ndarray, low: int, high: int, click_share: float,
           rng: np.random.Generator) -> pd.DataFrame:
-    """Per customer, low..high distinct offers sampled without replacement (Gumbel top-k), in
-    the order drawn, at increasing times over one year."""
+    """Per customer (row of `choice`), low..high distinct offers sampled without replacement
+    (Gumbel top-k), in the order drawn, at increasing times over one year; customer-major."""
     n_customers = len(choice)
     counts = rng.integers(low, high + 1, size=n_customers)
     with np.errstate(divide="ignore"):
         keys = np.log(choice) - np.log(-np.log(rng.random(choice.shape)))
-    order = np.argsort(-keys, axis=1, kind="stable")[:, :high]
+    # the `high` largest keys of each row, largest first (ties: lower offer first), without
+    # sorting whole rows of a large catalog
+    top = np.argpartition(-keys, high - 1, axis=1)[:, :high] if high < keys.shape[1] \
+        else np.broadcast_to(np.arange(keys.shape[1]), keys.shape)
+    order = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(keys, top, 1))), 1)
     taken = np.arange(high) < counts[:, None]
     times = rng.integers(0, PERIOD, size=(n_customers, high))
     times = np.sort(np.where(taken, times, PERIOD), axis=1)  # unused slots sort last
@@ -287,4 +301,4 @@ def _draw(choice: np.ndarray, low: int, high: int, click_share: float,
         "weight": 1.0,
         "timestamp": START + times[taken].astype(np.int64),
     })
-    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return frame
