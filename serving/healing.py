@@ -59,7 +59,7 @@ class Healer:
             self._thread.start()
 
     def _run(self, version: str | None) -> None:
-        lock = self.store.keys.prefix + "heal"
+        lock = self.store.keys.heal_lock
         client = self.store.client
         try:
             while self.store.current_version() is None:
@@ -74,20 +74,21 @@ class Healer:
             log.exception("rebuilding the online store failed")
 
     def rebuild(self, version: str | None) -> str:
-        """Publish the artifact and add back what was recorded since it was trained. Returns
-        the version published."""
+        """Add back what was recorded since the artifact was trained, then publish it (in this
+        order: the first personal answer after the flip already excludes those purchases).
+        Returns the version published."""
         path = self._artifact_path(version)
         log.warning("online store lost its model: republishing %s", path)
         artifact = load_artifact(path)
         erased = erased_among(self.engine, artifact.customer_rows, self.secret)
-        published = publish(artifact, self.store.client, self.store.keys.prefix, progress=False,
-                            exclude=erased)
         trained_at = datetime.fromisoformat(artifact.manifest["created_at"])
         added = 0
         for customer_id, offer_id in recorded_since(self.engine, trained_at):
             if customer_id not in erased:
                 self.store.append_interaction(customer_id, offer_id, retry=True)
                 added += 1
+        published = publish(artifact, self.store.client, self.store.keys.prefix, progress=False,
+                            exclude=erased)
         log.warning("online store rebuilt: %s published, %d interactions added back", published,
                     added)
         return published

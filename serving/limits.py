@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import redis
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
+from redis.cluster import RedisCluster
 from werkzeug.exceptions import HTTPException
 
 from serving.auth import CUSTOMER, Principal
@@ -42,9 +43,13 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
         principal = _caller_principal()  # None: exempt (a 401), whatever this says
         return customer if principal is not None and principal.role == CUSTOMER else key
 
+    if isinstance(client, RedisCluster):  # limits builds its own cluster client from a node
+        node = client.get_default_node()
+        storage_uri, options = f"redis+cluster://{node.host}:{node.port}", {}
+    else:
+        storage_uri, options = "redis://", {"connection_pool": client.connection_pool}
     limiter = Limiter(
-        _caller, app=app, storage_uri="redis://",
-        storage_options={"connection_pool": client.connection_pool},
+        _caller, app=app, storage_uri=storage_uri, storage_options=options,
         key_prefix=f"{prefix}ratelimit", strategy="fixed-window", headers_enabled=True,
     )
     # one budget across every write; a request without valid credentials spends none: a 401

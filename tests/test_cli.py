@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis_cluster import url_of
 
 from recommender.artifacts import load_artifact
 from trustrec import cli
@@ -182,9 +183,7 @@ def test_publish_leaves_out_customers_erased_since_training(tmp_path, redis_clie
     erase_records(engine, "c00001", "s" * 32, datetime.now(UTC), {})
     engine.dispose()
     monkeypatch.setenv("TRUSTREC_DATABASE_URL", url)
-    where = redis_client.connection_pool.connection_kwargs
-    redis_url = (f"unix://{where['path']}" if "path" in where
-                 else f"redis://{where['host']}:{where['port']}/{where.get('db', 0)}")
+    redis_url = url_of(redis_client)
     monkeypatch.delenv("TRUSTREC_SECRET_KEY", raising=False)
     assert cli.main(["publish", str(path), "--redis", redis_url, "--prefix", redis_prefix]) == 2
     monkeypatch.setenv("TRUSTREC_SECRET_KEY", "s" * 32)

@@ -9,6 +9,7 @@ import test_api
 from test_api import CUSTOMER, ids, key, offers, small_artifact
 
 from recommender.artifacts import save_artifact
+from serving.redis_store import Keys
 
 make_app = test_api.make_app  # the same fixture
 
@@ -50,7 +51,7 @@ def test_a_redis_that_lost_everything_rebuilds_itself(make_app, redis_client, re
     after = healed(client)
     assert after["model_version"] == before["model_version"]
     assert bought not in ids(after)  # the purchase recorded since training is back in history
-    assert bought.encode() in redis_client.lrange(f"{redis_prefix}history:{CUSTOMER}", 0, -1)
+    assert bought.encode() in redis_client.lrange(Keys(redis_prefix).history(CUSTOMER), 0, -1)
 
 
 def test_a_worker_that_never_saw_a_model_answers_503_then_the_rebuilt_one(make_app, audit_journal):
@@ -70,11 +71,11 @@ def test_while_redis_cannot_be_reached_offers_are_popular_ones(make_app):
     client = app.test_client()
     assert offers(client)["personalization"] == "full"
     store = app.extensions["trustrec"].store
-    reachable = store.client.connection_pool
-    store.client.connection_pool = redis.ConnectionPool(host="127.0.0.1", port=1)  # nothing there
+    reachable = store.client
+    store.client = redis.Redis(host="127.0.0.1", port=1)  # nothing there
     try:
         down = offers(client)
         assert down["personalization"] == "none" and down["consent"]["available"] is False
     finally:
-        store.client.connection_pool = reachable
+        store.client = reachable
     assert offers(client)["personalization"] == "full"

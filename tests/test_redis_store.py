@@ -76,12 +76,14 @@ def quiet_publish(artifact, store, **options):
     return publish(artifact, store.client, store.keys.prefix, progress=False, **options)
 
 
-def version_keys(store, version):
-    return set(store.client.scan_iter(match=store.keys.model_pattern(version), count=1000))
-
-
 def customer_keys(store, version):
-    return {k for k in version_keys(store, version) if b":customer:" in k}
+    return set(store.client.scan_iter(match=store.keys.customer_pattern(version), count=1000))
+
+
+def version_keys(store, version):
+    """Every key of the version: its own and its customers' records."""
+    own = {k.encode() for k in store.keys.version_keys(version) if store.client.exists(k)}
+    return own | customer_keys(store, version)
 
 
 def all_allowed(artifact):
@@ -90,10 +92,21 @@ def all_allowed(artifact):
 
 def test_keys_are_named_in_one_place(redis_client):
     keys = Keys("p:")
-    assert keys.current == "p:current"
-    assert keys.customer("v1", "c:1") == "p:model:v1:customer:c:1"
-    assert keys.history("c1") == "p:history:c1" and keys.consent("c1") == "p:consent:c1"
-    assert Keys("a*[b]:").model_pattern("v") == r"a\*\[b\]:model:v:*"
+    assert keys.current == "p:{m}:current" and keys.items("v1") == "p:{m}:model:v1:items"
+    assert keys.customer("v1", "c:1") == "p:{c:c:1}:model:v1"
+    assert keys.history("c1") == "p:{c:c1}:history" and keys.consent("c1") == "p:{c:c1}:consent"
+    assert Keys("a*[b]:").customer_pattern("v?") == r"a\*\[b\]:{c:*}:model:v\?"
+    # what a transaction or script touches together shares a Redis Cluster hash slot
+    from redis.cluster import key_slot
+
+    def slot(key: str) -> int:
+        return key_slot(key.encode())
+
+    assert len({slot(k) for k in (keys.current, keys.versions, keys.pending, keys.publish_lock,
+                                   *keys.version_keys("v1"), *keys.version_keys("v2"))}) == 1
+    assert len({slot(k) for k in (keys.customer("v1", "c}1"), keys.customer("v2", "c}1"),
+                                   keys.history("c}1"), keys.consent("c}1"),
+                                   keys.controls("c}1"))}) == 1
     with pytest.raises(ModelStoreError):
         check_version("hybrid:2024")
     with pytest.raises(ValueError, match="decode_responses"):

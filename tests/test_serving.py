@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from redis_cluster import url_of
 from test_api import CUSTOMER, quiet_publish, small_artifact
 
 from explain.criteria import why as explain_why
@@ -34,11 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALL = ("interaction_history", "demographics", "location", "profile")
 
 
-def redis_url(client) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+redis_url = url_of
 
 
 @pytest.fixture
