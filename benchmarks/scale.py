@@ -106,7 +106,8 @@ def measure(customers: int, offers: int, requests: int, threads: int, index_min_
                           offer_index=offers >= index_min_offers)
         row["publish s"] = time.perf_counter() - started
         keys = Keys("scale:")
-        items = client.strlen(keys.items(version))
+        parts = json.loads(client.get(keys.complete(version)))["items_parts"]
+        items = sum(client.strlen(keys.items(version, i)) for i in range(parts))
         index = client.strlen(keys.offer_index(version))
         # what a customer's record costs Redis, key and overhead included, over a sample
         sample = np.random.default_rng(seed).choice(dataset.customers.index,

@@ -39,6 +39,7 @@ from recommender.artifacts import Artifact, load_artifact
 from recommender.offer_index import MIN_OFFERS, OfferIndex
 from serving.redis_store import (
     DEFAULT_PREFIX,
+    ITEM_PART_BYTES,
     Keys,
     ModelStoreError,
     check_client,
@@ -193,7 +194,10 @@ def _write(
     n = artifact.model.n_customers
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.pending, {version: time.time()})
-        pipe.set(keys.manifest(version), manifest).set(keys.items(version), items)
+        pipe.set(keys.manifest(version), manifest)
+        parts = range(0, max(1, len(items)), ITEM_PART_BYTES)
+        for i, start in enumerate(parts):
+            pipe.set(keys.items(version, i), items[start:start + ITEM_PART_BYTES])
         if index is not None:
             pipe.set(keys.offer_index(version), index)
         pipe.execute()
@@ -211,7 +215,7 @@ def _write(
             if on_batch is not None:
                 on_batch(stop, n)
     return json.dumps({
-        "customers": n, "items_sha256": items_checksum(items),
+        "customers": n, "items_sha256": items_checksum(items), "items_parts": len(parts),
         "offer_index_sha256": items_checksum(index) if index is not None else None,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }).encode()
@@ -296,5 +300,7 @@ def _drop(client: redis.Redis, keys: Keys, version: str) -> None:
             batch.clear()
     if batch:
         client.unlink(*batch)
-    client.unlink(*keys.version_keys(version))
+    own = list(client.scan_iter(match=keys.version_pattern(version), count=1000))
+    if own:
+        client.unlink(*own)
     client.zrem(keys.pending, version)

@@ -9,8 +9,9 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
                                          (being written, or left over by a publish that died)
     {m}:publish-lock, {m}:heal-lock      held by the one publish (or rebuild) running
     {m}:model:{version}:manifest         the artifact's manifest (JSON)
-    {m}:model:{version}:items            the item side (npz bytes: vectors, biases, averages,
-                                         shared feature space, popularity, offers as parquet)
+    {m}:model:{version}:items:{part}     the item side (npz bytes: vectors, biases, averages,
+                                         shared feature space, popularity, offers as parquet),
+                                         in parts of at most ITEM_PART_BYTES
     {m}:model:{version}:offer-index      an index over the offers, for large catalogs only
                                          (recommender.offer_index: faiss bytes)
     {m}:model:{version}:complete         the gate: set together with `current` once all is written
@@ -58,6 +59,7 @@ from recommender.offer_index import OfferIndex
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "trustrec:"
+ITEM_PART_BYTES = 256 * 1024 * 1024  # Redis refuses values over 512 MB
 MAX_NEW_HISTORY = 1000  # offers kept per customer since training: bounds memory and request cost
 _VERSION = re.compile(r"[\w.+-]+")  # no ':' (keys would collide) and nothing glob-special
 
@@ -157,8 +159,9 @@ class Keys:
     def manifest(self, version: str) -> str:
         return self.model(version) + "manifest"
 
-    def items(self, version: str) -> str:
-        return self.model(version) + "items"
+    def items(self, version: str, part: int = 0) -> str:
+        """One part of the item side (a value holds at most 512 MB: large catalogs take several)."""
+        return self.model(version) + f"items:{part}"
 
     def offer_index(self, version: str) -> str:
         return self.model(version) + "offer-index"
@@ -166,10 +169,9 @@ class Keys:
     def complete(self, version: str) -> str:
         return self.model(version) + "complete"
 
-    def version_keys(self, version: str) -> list[str]:
-        """The version's own keys, its customers' records aside."""
-        return [self.manifest(version), self.items(version), self.offer_index(version),
-                self.complete(version)]
+    def version_pattern(self, version: str) -> str:
+        """SCAN MATCH pattern of the version's own keys, its customers' records aside."""
+        return _glob_escape(self.model(version)) + "*"
 
     def customer(self, version: str, customer_id: str) -> str:
         return self._customer(customer_id) + f"model:{version}"
@@ -478,12 +480,17 @@ class RedisModelStore:
         """The item side of a complete version (VersionGone if it is not complete, or was removed)."""
         keys = self.keys
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.get(keys.complete(version)).get(keys.manifest(version)).get(keys.items(version))
+            pipe.get(keys.complete(version)).get(keys.manifest(version))
             pipe.get(keys.offer_index(version))
-            complete, manifest, items, index = pipe.execute()
-        if complete is None or manifest is None or items is None:
+            complete, manifest, index = pipe.execute()
+        if complete is None or manifest is None:
             raise VersionGone(version)
         marker = json.loads(complete)
+        parts = self.client.mget([keys.items(version, i)
+                                  for i in range(marker.get("items_parts", 1))])
+        if any(part is None for part in parts):  # removed meanwhile
+            raise VersionGone(version)
+        items = b"".join(parts)
         if items_checksum(items) != marker["items_sha256"]:
             raise ModelStoreError(f"model version {version!r}: item side does not match its checksum")
         if marker.get("offer_index_sha256") is not None and (

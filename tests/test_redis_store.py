@@ -82,7 +82,7 @@ def customer_keys(store, version):
 
 def version_keys(store, version):
     """Every key of the version: its own and its customers' records."""
-    own = {k.encode() for k in store.keys.version_keys(version) if store.client.exists(k)}
+    own = set(store.client.scan_iter(match=store.keys.version_pattern(version), count=1000))
     return own | customer_keys(store, version)
 
 
@@ -92,7 +92,7 @@ def all_allowed(artifact):
 
 def test_keys_are_named_in_one_place(redis_client):
     keys = Keys("p:")
-    assert keys.current == "p:{m}:current" and keys.items("v1") == "p:{m}:model:v1:items"
+    assert keys.current == "p:{m}:current" and keys.items("v1", 2) == "p:{m}:model:v1:items:2"
     assert keys.customer("v1", "c:1") == "p:{c:c:1}:model:v1"
     assert keys.history("c1") == "p:{c:c1}:history" and keys.consent("c1") == "p:{c:c1}:consent"
     assert Keys("a*[b]:").customer_pattern("v?") == r"a\*\[b\]:{c:*}:model:v\?"
@@ -103,7 +103,8 @@ def test_keys_are_named_in_one_place(redis_client):
         return key_slot(key.encode())
 
     assert len({slot(k) for k in (keys.current, keys.versions, keys.pending, keys.publish_lock,
-                                   *keys.version_keys("v1"), *keys.version_keys("v2"))}) == 1
+                                   keys.manifest("v1"), keys.items("v1"), keys.items("v2", 3),
+                                   keys.offer_index("v2"), keys.complete("v2"))}) == 1
     assert len({slot(k) for k in (keys.customer("v1", "c}1"), keys.customer("v2", "c}1"),
                                    keys.history("c}1"), keys.consent("c}1"),
                                    keys.controls("c}1"))}) == 1
@@ -188,6 +189,22 @@ def test_scores_from_redis_equal_artifact_scores_exactly(store, kinds, kind):
         assert scores.tobytes() == want_scores.tobytes()
     assert model.offer_columns == artifact.offer_columns
     assert model.offers.equals(artifact.offers)
+
+
+def test_a_large_item_side_is_stored_in_parts(store, hybrids, monkeypatch):
+    """Redis refuses values over 512 MB: the item side of a large catalog is written in parts,
+    read back whole (checksummed), and removed with its version."""
+    import serving.publish
+
+    monkeypatch.setattr(serving.publish, "ITEM_PART_BYTES", 4096)
+    old, new = hybrids
+    quiet_publish(old, store)
+    parts = json.loads(store.client.get(store.keys.complete(old.version)))["items_parts"]
+    assert parts > 3 and store.client.exists(store.keys.items(old.version, parts - 1))
+    loaded = ModelCache(store).snapshot()
+    np.testing.assert_array_equal(loaded.model.item_vectors, old.model.item_vectors)
+    quiet_publish(new, store, grace_seconds=0)  # the old version goes
+    assert not version_keys(store, old.version)
 
 
 def test_the_item_side_does_not_grow_with_customers(store):
