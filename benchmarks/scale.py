@@ -106,9 +106,10 @@ def measure(customers: int, offers: int, requests: int, threads: int, index_min_
                           offer_index=offers >= index_min_offers)
         row["publish s"] = time.perf_counter() - started
         keys = Keys("scale:")
-        parts = json.loads(client.get(keys.complete(version)))["items_parts"]
-        items = sum(client.strlen(keys.items(version, i)) for i in range(parts))
-        index = client.strlen(keys.offer_index(version))
+        marker = json.loads(client.get(keys.complete(version)))
+        items = sum(client.strlen(keys.items(version, i)) for i in range(marker["items_parts"]))
+        index = sum(client.strlen(keys.offer_index(version, i))
+                    for i in range(marker["offer_index_parts"]))
         # what a customer's record costs Redis, key and overhead included, over a sample
         sample = np.random.default_rng(seed).choice(dataset.customers.index,
                                                     min(customers, 2000), replace=False)

@@ -39,7 +39,7 @@ from recommender.artifacts import Artifact, load_artifact
 from recommender.offer_index import MIN_OFFERS, OfferIndex
 from serving.redis_store import (
     DEFAULT_PREFIX,
-    ITEM_PART_BYTES,
+    PART_BYTES,
     Keys,
     ModelStoreError,
     check_client,
@@ -195,11 +195,8 @@ def _write(
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.pending, {version: time.time()})
         pipe.set(keys.manifest(version), manifest)
-        parts = range(0, max(1, len(items)), ITEM_PART_BYTES)
-        for i, start in enumerate(parts):
-            pipe.set(keys.items(version, i), items[start:start + ITEM_PART_BYTES])
-        if index is not None:
-            pipe.set(keys.offer_index(version), index)
+        item_parts = _set_in_parts(pipe, keys.items, version, items)
+        index_parts = _set_in_parts(pipe, keys.offer_index, version, index) if index else 0
         pipe.execute()
     with tqdm(total=n, desc=f"publish {version}", unit="customer", disable=not progress) as bar:
         for start in range(0, n, batch_size):
@@ -215,10 +212,20 @@ def _write(
             if on_batch is not None:
                 on_batch(stop, n)
     return json.dumps({
-        "customers": n, "items_sha256": items_checksum(items), "items_parts": len(parts),
+        "customers": n, "items_sha256": items_checksum(items), "items_parts": item_parts,
         "offer_index_sha256": items_checksum(index) if index is not None else None,
+        "offer_index_parts": index_parts,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }).encode()
+
+
+def _set_in_parts(pipe: redis.client.Pipeline, key: Callable[[str, int], str], version: str,
+                  blob: bytes) -> int:
+    """Queue `blob` as values of at most PART_BYTES; returns how many."""
+    starts = range(0, max(1, len(blob)), PART_BYTES)
+    for i, start in enumerate(starts):
+        pipe.set(key(version, i), blob[start:start + PART_BYTES])
+    return len(starts)
 
 
 def _json_default(value: object) -> object:

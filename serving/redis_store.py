@@ -10,10 +10,10 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     {m}:publish-lock, {m}:heal-lock      held by the one publish (or rebuild) running
     {m}:model:{version}:manifest         the artifact's manifest (JSON)
     {m}:model:{version}:items:{part}     the item side (npz bytes: vectors, biases, averages,
-                                         shared feature space, popularity, offers as parquet),
-                                         in parts of at most ITEM_PART_BYTES
-    {m}:model:{version}:offer-index      an index over the offers, for large catalogs only
-                                         (recommender.offer_index: faiss bytes)
+                                         shared feature space, popularity, offers as parquet)
+    {m}:model:{version}:offer-index:{part}  an index over the offers, for large catalogs only
+                                         (recommender.offer_index); both in parts of at most
+                                         PART_BYTES (Redis refuses values over 512 MB)
     {m}:model:{version}:complete         the gate: set together with `current` once all is written
     {c:<id>}:model:{version}             one customer's training history, attributes and identity
                                          feature (partials, for models without features)
@@ -59,7 +59,7 @@ from recommender.offer_index import OfferIndex
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "trustrec:"
-ITEM_PART_BYTES = 256 * 1024 * 1024  # Redis refuses values over 512 MB
+PART_BYTES = 256 * 1024 * 1024  # large values are written in parts: Redis refuses over 512 MB
 MAX_NEW_HISTORY = 1000  # offers kept per customer since training: bounds memory and request cost
 _VERSION = re.compile(r"[\w.+-]+")  # no ':' (keys would collide) and nothing glob-special
 
@@ -163,8 +163,8 @@ class Keys:
         """One part of the item side (a value holds at most 512 MB: large catalogs take several)."""
         return self.model(version) + f"items:{part}"
 
-    def offer_index(self, version: str) -> str:
-        return self.model(version) + "offer-index"
+    def offer_index(self, version: str, part: int = 0) -> str:
+        return self.model(version) + f"offer-index:{part}"
 
     def complete(self, version: str) -> str:
         return self.model(version) + "complete"
@@ -481,26 +481,30 @@ class RedisModelStore:
         keys = self.keys
         with self.client.pipeline(transaction=True) as pipe:
             pipe.get(keys.complete(version)).get(keys.manifest(version))
-            pipe.get(keys.offer_index(version))
-            complete, manifest, index = pipe.execute()
+            complete, manifest = pipe.execute()
         if complete is None or manifest is None:
             raise VersionGone(version)
         marker = json.loads(complete)
-        parts = self.client.mget([keys.items(version, i)
-                                  for i in range(marker.get("items_parts", 1))])
-        if any(part is None for part in parts):  # removed meanwhile
-            raise VersionGone(version)
-        items = b"".join(parts)
+        items = self._parts(version, keys.items, marker.get("items_parts", 1))
         if items_checksum(items) != marker["items_sha256"]:
             raise ModelStoreError(f"model version {version!r}: item side does not match its checksum")
-        if marker.get("offer_index_sha256") is not None and (
-                index is None or items_checksum(index) != marker["offer_index_sha256"]):
-            raise ModelStoreError(f"model version {version!r}: offer index does not match its "
-                                  "checksum")
+        index = None
+        if marker.get("offer_index_sha256") is not None:
+            index = self._parts(version, keys.offer_index, marker["offer_index_parts"])
+            if items_checksum(index) != marker["offer_index_sha256"]:
+                raise ModelStoreError(f"model version {version!r}: offer index does not match its "
+                                      "checksum")
         loaded = decode_items(version, json.loads(manifest), items)
         if index is not None:
             loaded.offer_index = OfferIndex.from_bytes(index)
         return loaded
+
+    def _parts(self, version: str, key: Callable[[str, int], str], n: int) -> bytes:
+        """A value written in n parts, whole (VersionGone if the version was removed meanwhile)."""
+        parts = self.client.mget([key(version, i) for i in range(n)])
+        if any(part is None for part in parts):
+            raise VersionGone(version)
+        return b"".join(parts)
 
     def fetch_customer(
         self, version: str, customer_id: str

@@ -191,18 +191,22 @@ def test_scores_from_redis_equal_artifact_scores_exactly(store, kinds, kind):
     assert model.offers.equals(artifact.offers)
 
 
-def test_a_large_item_side_is_stored_in_parts(store, hybrids, monkeypatch):
-    """Redis refuses values over 512 MB: the item side of a large catalog is written in parts,
-    read back whole (checksummed), and removed with its version."""
+def test_large_values_are_stored_in_parts(store, hybrids, monkeypatch):
+    """Redis refuses values over 512 MB: the item side and the offer index of a large catalog are
+    written in parts, read back whole (checksummed), and removed with their version."""
     import serving.publish
 
-    monkeypatch.setattr(serving.publish, "ITEM_PART_BYTES", 4096)
+    monkeypatch.setattr(serving.publish, "PART_BYTES", 4096)
     old, new = hybrids
-    quiet_publish(old, store)
-    parts = json.loads(store.client.get(store.keys.complete(old.version)))["items_parts"]
-    assert parts > 3 and store.client.exists(store.keys.items(old.version, parts - 1))
+    quiet_publish(old, store, offer_index=True)
+    marker = json.loads(store.client.get(store.keys.complete(old.version)))
+    for key, parts in ((store.keys.items, marker["items_parts"]),
+                       (store.keys.offer_index, marker["offer_index_parts"])):
+        assert parts > 3 and store.client.exists(key(old.version, parts - 1))
+        assert not store.client.exists(key(old.version, parts))
     loaded = ModelCache(store).snapshot()
     np.testing.assert_array_equal(loaded.model.item_vectors, old.model.item_vectors)
+    assert loaded.offer_index.n_offers == old.model.n_offers
     quiet_publish(new, store, grace_seconds=0)  # the old version goes
     assert not version_keys(store, old.version)
 
