@@ -113,6 +113,8 @@ def _rank_candidates(
     scored exactly, the top k of them."""
     query, _ = model.query(state.p, state.c, state.has_data, allowed)
     candidates = index.search(query, k + len(removed))  # by column: ties as top_k_one
+    if model.n_offers > index.n_offers:  # offers added since the index was built: all scored
+        candidates = np.union1d(candidates, np.arange(index.n_offers, model.n_offers))
     candidates = candidates[~np.isin(candidates, removed)]
     exact = model.score_partials(state.p[None], state.c[None], state.has_data[None], allowed,
                                  items=candidates)[0]

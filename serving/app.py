@@ -30,6 +30,7 @@ from serving import config as configuration
 from serving import errors
 from serving.api import register_blueprints
 from serving.auth import Authenticator
+from serving.catalog import LiveCatalog
 from serving.consent_cache import ConsentCache
 from serving.controls import ControlsCache
 from serving.healing import Healer
@@ -39,6 +40,7 @@ from serving.pages import bp as customer_pages
 from serving.publish import connect
 from serving.recommend import Recommender
 from serving.records.audit import AuditWriter, subject_hash
+from serving.records.catalog import catalog_state
 from serving.records.consent import ConsentStore
 from serving.records.database import create_schema, make_engine
 from serving.records.erasure import is_tombstoned
@@ -148,7 +150,8 @@ def _services(settings: configuration.Settings) -> Services:
     # development without TRUSTREC_SECRET_KEY: a secret of this process (production requires one)
     secret = settings.secret_key or secrets.token_urlsafe(32)
     healer = Healer(store, engine, settings.models_dir, secret)
-    cache = ModelCache(store, settings.model_check_ms, on_lost=healer.start)
+    catalog = LiveCatalog(client, store.keys, load=lambda: catalog_state(engine))
+    cache = ModelCache(store, settings.model_check_ms, on_lost=healer.start, catalog=catalog)
     schema_ready = True
     try:
         create_schema(engine)

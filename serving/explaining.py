@@ -52,6 +52,13 @@ class ServedVersion:
     offer_columns: dict[str, int]
     customer_rows: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def catalog_key(self) -> str:
+        """Names the version with its live catalog: what is compiled against the offers (business
+        rules) is compiled again when the catalog gains offers."""
+        serial = self.loaded.catalog_serial
+        return self.version if not serial else f"{self.version}+catalog.{serial}"
+
     @cached_property
     def offer_ids(self) -> list[str]:
         return list(self.loaded.offer_columns)

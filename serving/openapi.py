@@ -57,8 +57,8 @@ def _errors(*statuses: int) -> dict:
         400: "Bad parameter or body (the field is named)", 401: "Missing or invalid credentials",
         403: "These credentials may not do this (e.g. a customer token for another customer)",
         404: "Unknown resource (for feedback: an unknown request id, or another customer's)",
-        409: "Conflict: consent changed since expected_version, or an event_id already recorded "
-             "for another interaction",
+        409: "Conflict: consent changed since expected_version, an event_id already recorded "
+             "for another interaction, or an offer already in the catalog",
         413: "Body too large", 415: "Body is not application/json",
         429: "Too many writes by this caller (TRUSTREC_RATE_LIMIT_*); Retry-After says when",
         503: "Not ready: no model published, or Redis or the consent store unavailable",
@@ -298,6 +298,29 @@ PATHS: dict[str, Any] = {
         parameters=[{"name": "case_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}],
         body={"required": True, "content": {"application/json": {"schema": _ref("CaseUpdate")}}})},
+    "/v1/admin/catalog": {"get": _op(
+        "The live catalog: offers withdrawn and added since training, and its changes", {
+            "200": _json(_ref("Catalog"), "The catalog every worker serves now"),
+            **_errors(400, 401, 403, 503)},
+        security="Admin API key only.", roles=(ADMIN,), tag="catalog",
+        parameters=[{"name": "limit", "in": "query", "description": "Changes listed.",
+                     "schema": _LIMIT}])},
+    "/v1/admin/catalog/offers": {"post": _op(
+        "Add an offer the model was not trained with: served from the next request on", {
+            "201": _json(_ref("CatalogUpdated"), "Added, and live in every worker"),
+            **_errors(400, 401, 403, 409, 413, 415, 429, 503)},
+        security="Admin API key only.", roles=(ADMIN,), tag="catalog",
+        description="Scored like the trained offers that share its attribute values (the mean "
+                    "of their vectors), and said so in its criteria (new_offer), until a model "
+                    "is trained with it. Recorded with who and when.",
+        body={"required": True, "content": {"application/json": {"schema": _ref("NewOffer")}}})},
+    "/v1/admin/catalog/offers/{offer_id}/availability": {"put": _op(
+        "Mark an offer unavailable (never shown anywhere) or available again", {
+            "200": _json(_ref("CatalogUpdated"), "Live in every worker from the next request"),
+            **_errors(400, 401, 403, 404, 413, 415, 429, 503)},
+        security="Admin API key only.", roles=(ADMIN,), tag="catalog", parameters=[_OFFER],
+        body={"required": True,
+              "content": {"application/json": {"schema": _ref("Availability")}}})},
     "/v1/policy": {"get": _op(
         "Data categories and their use, personalization levels, retention, opting out, "
         "reaching a person, and the model card", {"200": _json(_ref("Policy"), "Public")},

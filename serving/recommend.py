@@ -27,6 +27,7 @@ from explain.criteria import MIN_SHARE, OfferExplanations
 from explain.templates import Templates
 from recommender.consent import FULL, NO_PERSONAL_DATA, NONE, SEGMENT, Consent, category_mask
 from recommender.fairness.rerank import CalibratedReranker
+from recommender.new_offers import Peers
 from recommender.ranking import rank
 from recommender.rules import CompiledRules, RulesFile, RulesOutcome
 from recommender.taxonomy import HISTORY
@@ -52,6 +53,7 @@ POLICY_URL = "/v1/policy"
 TOP_CRITERIA = 2  # criteria per offer in the offers list; the "why" endpoint gives them all
 BUSINESS_RULE = "business_rule"  # the criterion category of a rule's effect
 YOUR_CHOICE = "your_choice"  # the criterion category of what the customer asked for
+NEW_OFFER = "new_offer"  # the criterion category of an offer added since training
 SEE_LESS_POOL = 100  # offers considered when a category is placed lower
 _DIRECTION = {"boosted": "positive", "buried": "negative", "diversified": "neutral"}
 
@@ -102,11 +104,11 @@ class Recommender:
         """The business rules in force, resolved for this version's catalog (None: no rules)."""
         if self.rules is None:
             return None
-        return self.rules.compiled(version.version, version.offers, version.model.item_vectors)
+        return self.rules.compiled(version.catalog_key, version.offers, version.model.item_vectors)
 
     def _reranker(self, version: ServedVersion, strength: float) -> CalibratedReranker:
         """One re-ranker per version and strength: its offer-category matrix is built once."""
-        key = (version.version, strength)
+        key = (version.catalog_key, strength)
         reranker = self._rerankers.get(key)
         if reranker is None:
             if len(self._rerankers) > 16:
@@ -116,7 +118,7 @@ class Recommender:
 
     def offers(self, customer_id: str, query: OffersQuery) -> Result:
         view, version, decision, allowed, controls = self._customer(customer_id, query.attributes)
-        exclude = query.exclude + tuple(controls.not_relevant)
+        exclude = query.exclude + tuple(controls.not_relevant) + tuple(view.model.unavailable)
         if query.exclude_purchased and allowed[version.model.categories.index(HISTORY)]:
             exclude += tuple(controls.leave_out)  # not used, but bought all the same
         if query.filter is not None:
@@ -150,6 +152,8 @@ class Recommender:
                     criteria = [_see_less_criterion(lower[column]), *criteria]
                 if change is not None:  # the shop's rule first: it is why the offer is here
                     criteria = [self._rule_criterion(change), *criteria]
+                if ids[column] in version.loaded.added:
+                    criteria = [new_offer_criterion(version.loaded.added[ids[column]]), *criteria]
                 offer["criteria"] = criteria
             offer["why"] = f"{base}{paths[column]}/why"
             offers.append(offer)
@@ -251,6 +255,13 @@ class Recommender:
             decision = self.consents.decide(customer_id, view.consent_json)
         allowed = category_mask(decision.consent, version.model.categories)
         return view, version, decision, allowed, controls
+
+
+def new_offer_criterion(peers: Peers) -> dict:
+    """An offer added after training is scored as its peers' mean: said first, and honestly."""
+    return {"category": NEW_OFFER, "share": 0.0, "direction": "neutral",
+            "text": f"New in the catalog: scored like {peers.describe()}, until customers have "
+                    "bought it"}
 
 
 def _placed_lower(version: ServedVersion, controls: Controls) -> dict[int, str]:

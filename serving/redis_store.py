@@ -15,6 +15,8 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
                                          (recommender.offer_index); both in parts of at most
                                          PART_BYTES (Redis refuses values over 512 MB)
     {m}:model:{version}:complete         the gate: set together with `current` once all is written
+    {m}:catalog, {m}:catalog-serial      the live catalog (serving.catalog): offers withdrawn or
+                                         added since training, and the newest change's serial
     {c:<id>}:model:{version}             one customer's training history, attributes and identity
                                          feature (partials, for models without features)
     {c:<id>}:history                     offers posted since training (list; outlives versions)
@@ -54,6 +56,7 @@ from recommender import ranking
 from recommender.additive import AdditiveModel, FeatureSpace, Identity
 from recommender.artifacts import Artifact, ManifestView
 from recommender.errors import TrustRecError
+from recommender.new_offers import Peers
 from recommender.offer_index import OfferIndex
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,14 @@ class Keys:
     def version_pattern(self, version: str) -> str:
         """SCAN MATCH pattern of the version's own keys, its customers' records aside."""
         return _glob_escape(self.model(version)) + "*"
+
+    @property
+    def catalog(self) -> str:
+        return f"{self._meta}catalog"
+
+    @property
+    def catalog_serial(self) -> str:
+        return f"{self._meta}catalog-serial"
 
     def customer(self, version: str, customer_id: str) -> str:
         return self._customer(customer_id) + f"model:{version}"
@@ -361,6 +372,11 @@ class LoadedModel(ManifestView):
     popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
     in_model: np.ndarray | None = None  # (G,) bool: categories any trained customer had data in
     offer_index: OfferIndex | None = None  # large catalogs: ranking.rank searches it
+    # the live catalog applied (serving.catalog): offers the shop withdrew, never shown; offers
+    # it added after training, appended as columns scored like their peers
+    unavailable: frozenset[str] = frozenset()
+    added: Mapping[str, Peers] = dataclasses.field(default_factory=dict)
+    catalog_serial: int = 0
 
     @cached_property
     def popular_columns(self) -> np.ndarray:
@@ -516,15 +532,47 @@ class RedisModelStore:
         removal drops the version's complete marker before any record, so a marker still there
         after a record was found missing means the customer was never in the version.
         (A script rather than MULTI: one command to send and one reply to parse, on every request.)"""
+        reply, _ = self._fetch_customer(version, customer_id, with_serial=False)
+        return reply
+
+    def fetch_customer_and_catalog(
+        self, version: str, customer_id: str
+    ) -> tuple[tuple[CustomerRecord | None, list[str], str | None, str | None], int | None]:
+        """fetch_customer, and the live catalog's serial (None: Redis holds no catalog), in the
+        same round trip on one server (a pipeline; a cluster keeps them in different slots)."""
+        return self._fetch_customer(version, customer_id, with_serial=True)
+
+    def _fetch_customer(self, version: str, customer_id: str, *, with_serial: bool):
         keys = self.keys
-        blob, history, consent, controls = self._fetch(keys=[
-            keys.customer(version, customer_id), keys.history(customer_id),
-            keys.consent(customer_id), keys.controls(customer_id),
-        ], client=self.client)
+        customer_keys = [keys.customer(version, customer_id), keys.history(customer_id),
+                         keys.consent(customer_id), keys.controls(customer_id)]
+        serial = None
+        if not with_serial:
+            reply = self._fetch(keys=customer_keys, client=self.client)
+        elif isinstance(self.client, RedisCluster):
+            reply = self._fetch(keys=customer_keys, client=self.client)
+            serial = self.client.get(keys.catalog_serial)
+        else:
+            reply, serial = self._pipelined(customer_keys, keys.catalog_serial)
+        blob, history, consent, controls = reply
         if blob is None and not self.client.exists(keys.complete(version)):
             raise VersionGone(version)
         record = None if blob is None else decode_customer(blob)
-        return record, [_text(o) for o in history], _text(consent), _text(controls)
+        return ((record, [_text(o) for o in history], _text(consent), _text(controls)),
+                None if serial is None else int(serial))
+
+    def _pipelined(self, customer_keys: list[str], serial_key: str) -> list:
+        # EVALSHA by hand: a Script in a pipeline asks SCRIPT EXISTS on every execute
+        for attempt in range(2):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._fetch.sha, len(customer_keys), *customer_keys)
+                pipe.get(serial_key)
+                try:
+                    return pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    self.client.script_load(_FETCH_CUSTOMER)  # a restarted Redis forgot it
 
     def append_interaction(self, customer_id: str, offer_id: str, *, retry: bool = False) -> int:
         """Record an interaction made since training; the customer's next state includes it.
@@ -587,11 +635,14 @@ class ModelCache:
     def __init__(
         self, store: RedisModelStore, check_interval_ms: float = 1000, *, keep: int = 2,
         clock: Callable[[], float] = time.monotonic,
-        on_lost: Callable[[str | None], None] | None = None,
+        on_lost: Callable[[str | None], None] | None = None, catalog: object | None = None,
     ) -> None:
         self.store, self.check_interval_ms, self.keep, self.clock = (
             store, check_interval_ms, keep, clock
         )
+        # serving.catalog.LiveCatalog (passed in: it builds on this module): the live catalog,
+        # followed on every request; None: the trained catalog as published
+        self.catalog = catalog
         # on_lost(version): the store has no model (a Redis restart, say) where it had `version`
         # (None: this worker never saw one); serving.healing rebuilds it
         self.on_lost = on_lost
@@ -634,6 +685,15 @@ class ModelCache:
         self._current, self._checked_at, self._last = model, now, model
         return model
 
+    def live(self) -> LoadedModel:
+        """The model for a request about no customer, with the live catalog applied."""
+        model = self.snapshot()
+        if self.catalog is None:
+            return model
+        serial = self.store.client.get(self.store.keys.catalog_serial)
+        return self.catalog.apply(model, self.catalog.follow(
+            None if serial is None else int(serial)))
+
     def invalidate(self, version: str | None = None) -> None:
         """Forget `version` (all when None) and re-read `current` on the next snapshot."""
         with self._lock:
@@ -651,8 +711,13 @@ class ModelCache:
         for attempt in range(2):
             try:
                 model = self.snapshot(wait=attempt > 0)
-                record, new_history, consent, controls = self.store.fetch_customer(
-                    model.version, customer_id)
+                if self.catalog is None:
+                    record, new_history, consent, controls = self.store.fetch_customer(
+                        model.version, customer_id)
+                else:
+                    (record, new_history, consent, controls), serial = \
+                        self.store.fetch_customer_and_catalog(model.version, customer_id)
+                    model = self.catalog.apply(model, self.catalog.follow(serial))
             except VersionGone:
                 self.invalidate(model.version)
                 continue
@@ -675,5 +740,7 @@ class ModelCache:
         """While the store heals: the last model, and nothing of the customer (the average
         customer's state, no history, no consent read): the caller serves no personal data."""
         model = self._last
+        if self.catalog is not None:  # as last known: what was withdrawn stays withdrawn
+            model = self.catalog.apply(model)
         state = state_from_record(model, customer_id, None, (), attributes={})
         return CustomerView(model, state, None, None, degraded=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 class ServedRecord:
     request_id: str
     served_at: float  # unix time
-    endpoint: str  # "offers" or "why"
+    endpoint: str  # "offers", "why", "similar", "session" or "batch"
     actor: str  # who asked: a key's actor name, or the customer id for a customer token
     customer_id: str
     model_version: str
@@ -34,6 +34,8 @@ class ServedRecord:
     rules_version: str | None = None  # the business rules in force (recommender.rules), if any
     # what the rules changed: offer_id, change, rules, rank_without_rules, rank (RuleChange.to_dict)
     rule_changes: list[dict] = field(default_factory=list)
+    # champion/challenger: which arm served it ("champion", "challenger"); None: one version live
+    arm: str | None = None
 
 
 OnServed = Callable[[ServedRecord], None]

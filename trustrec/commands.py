@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 from recommender.artifacts import save_artifact
@@ -18,7 +19,7 @@ from recommender.training import (
     train_and_evaluate,
 )
 from recommender.tuning import tune as tune_models
-from trustrec.arguments import parse_params, parse_value, write_json
+from trustrec.arguments import parse_pairs, parse_params, parse_value, write_json
 from trustrec.records import as_records_allow
 
 TABLE_COLUMNS = ["ndcg@{k}", "ndcg@{k} sd", "recall@{k}", "precision@{k}", "map@{k}",
@@ -133,6 +134,61 @@ def publish(args: argparse.Namespace) -> int:
     version = publish_artifact(artifact, client, prefix, grace_seconds=args.grace_seconds,
                                exclude=erased)
     print(f"published {version}: it is now current under {prefix!r}")
+    return 0
+
+
+def catalog(args: argparse.Namespace) -> int:
+    from serving.catalog import make_live, offer_summary, with_catalog
+    from serving.publish import connect
+    from serving.records import catalog as records
+    from serving.records.database import create_schema, make_engine
+    from serving.redis_store import NoModelPublished, RedisModelStore
+
+    settings = _settings()
+    store = RedisModelStore(connect(args.redis), args.prefix or settings.redis_prefix)
+    engine = make_engine(args.database_url or settings.database_url)
+    try:
+        create_schema(engine)
+        version = store.current_version()
+        if version is None:
+            raise NoModelPublished(store.keys.prefix)
+        loaded = with_catalog(store.load_model(version), records.catalog_state(engine))
+        now = datetime.now(UTC)
+        if args.catalog_command == "show":
+            state = records.catalog_state(engine)
+            print(f"catalog serial {state.serial} over model version {version}")
+            print("unavailable: " + (", ".join(sorted(state.unavailable)) or "none"))
+            for offer_id in sorted(state.added):
+                summary = offer_summary(state, offer_id, loaded)
+                print(f"added {offer_id}: {summary['attributes']}, scored like "
+                      f"{summary.get('scored_like', 'its own trained vector')}")
+            for change in records.catalog_changes(engine, 20):
+                print(f"  #{change['serial']} {change['changed_at']} {change['actor']}: "
+                      f"{change['change']} {change['offer_id']}")
+            return 0
+        if args.catalog_command == "add":
+            attributes = parse_pairs(args.attr, "--attr")
+            unknown = sorted(set(attributes) - set(loaded.offers.columns))
+            if unknown:
+                raise TrustRecError(f"--attr: offers have no attribute {unknown[0]!r} (they "
+                                    f"have: {', '.join(loaded.offers.columns)})")
+            try:
+                state = records.add_offer(engine, args.offer_id, attributes, "cli", now,
+                                          trained=loaded.offer_columns)
+            except records.OfferExists:
+                raise TrustRecError(f"offer {args.offer_id!r} is in the catalog already") from None
+            changed = [args.offer_id]
+        else:
+            unknown = [o for o in args.offer_ids if o not in loaded.offer_columns]
+            if unknown:
+                raise TrustRecError(f"no offer {unknown[0]!r} in the catalog")
+            state, changed = records.set_available(
+                engine, args.offer_ids, args.catalog_command == "available", "cli", now)
+        make_live(store.client, store.keys, state)
+    finally:
+        engine.dispose()
+    print(f"catalog serial {state.serial}: {args.catalog_command} "
+          f"{', '.join(changed) or 'nothing (already so)'}; live from the next request")
     return 0
 
 

@@ -8,6 +8,7 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from serving.api import (
         accountability,
+        catalog,
         consent,
         controls,
         health,
@@ -18,5 +19,5 @@ def register_blueprints(app: Flask) -> None:
     )
 
     for module in (offers, consent, interactions, tokens, health, openapi, accountability,
-                   controls):
+                   controls, catalog):
         app.register_blueprint(module.bp)

@@ -70,6 +70,7 @@ served_table = sa.Table(
     sa.Column("reasons", sa.JSON, nullable=False),  # offer id -> the criteria shown
     sa.Column("rules_version", sa.String(128), nullable=True),  # business rules in force
     sa.Column("rule_changes", sa.JSON, nullable=False),  # what the rules changed, per offer
+    sa.Column("arm", sa.String(16), nullable=True),  # champion/challenger; null: one version live
 )
 
 feedback_table = sa.Table(
@@ -137,6 +138,7 @@ def row_from(record: ServedRecord, latency_ms: float | None) -> dict:
         "reasons": record.reasons,
         "rules_version": record.rules_version,
         "rule_changes": record.rule_changes or [],
+        "arm": record.arm,
     }
 
 
@@ -156,6 +158,7 @@ def record_dict(row) -> dict:
         "rules_version": row.rules_version,
         "rule_changes": row.rule_changes or [],
         "latency_ms": row.latency_ms,
+        "arm": row.arm,
     }
 
 

@@ -115,5 +115,23 @@ class CaseUpdate(RequestBody):
     note: Text = absent()
 
 
+
+
+AttributeName = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
+AttributeValue = Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
+
+
+class NewOffer(RequestBody):
+    offer_id: Id = Field(description="Not in the catalog yet (409 otherwise).")
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        max_length=32, description="Offer attributes of the catalog (title, category, ...): the "
+        "offer is scored like the trained offers sharing its values until a model is trained "
+        "with it. An attribute the catalog does not have is a 400.")
+
+
+class Availability(RequestBody):
+    available: bool = Field(description="false: never shown anywhere from the next request on.")
+
+
 MODELS = (ConsentUpdate, Interaction, TokenRequest, Feedback, CaseUpdate, Control,
-          AttributesUpdate, Contact)
+          AttributesUpdate, Contact, NewOffer, Availability)

@@ -36,9 +36,11 @@ class Error(Body):
 
 
 class CompactCriterion(Body):
-    category: str = Field(description="A data category, popularity, or business_rule (a rule of "
+    category: str = Field(description="A data category, popularity, business_rule (a rule of "
                           "the shop moved the offer: not part of the model's score, so its share "
-                          "is 0).")
+                          "is 0), your_choice, new_offer (added to the catalog since training, "
+                          "scored like its peers; share 0) or bought_together / viewed (similar "
+                          "offers: exact co-occurrence counts; share 0).")
     text: str
     share: float = Field(ge=0, le=1)
     direction: Literal[DIRECTIONS]
@@ -248,7 +250,7 @@ class ServedOffer(Body):
 class AuditRecord(Body):
     request_id: str
     served_at: str
-    endpoint: Literal["offers", "why"]
+    endpoint: Literal["offers", "why", "batch"]
     model_version: str
     personalization: Literal[LEVELS]
     consent: dict[str, Any] | None
@@ -259,6 +261,8 @@ class AuditRecord(Body):
     rules_version: str | None = absent("Business rules in force.")
     rule_changes: list[RuleChange] = absent("Which rule changed which offer.")
     latency_ms: float | None
+    arm: Literal["champion", "challenger"] | None = absent(
+        "Champion/challenger: the arm that served it; null when one version was live.")
 
 
 class CategoryUsage(Body):
@@ -502,6 +506,38 @@ class Ready(Body):
     checks: dict[str, Any]
 
 
+class CatalogOffer(Body):
+    offer_id: str
+    available: bool
+    added: bool = Field(description="Added after training (scored like its peers).")
+    attributes: dict[str, str] = absent("The attributes it was added with.")
+    scored_like: str = absent("The trained offers it is scored like, in words.")
+
+
+class CatalogChange(Body):
+    serial: int
+    offer_id: str
+    change: Literal["unavailable", "available", "added"]
+    attributes: dict[str, str] | None
+    actor: str
+    changed_at: str
+
+
+class Catalog(Body):
+    request_id: str
+    serial: int = Field(description="The newest change; 0: the catalog as trained.")
+    unavailable: list[str]
+    added: list[CatalogOffer]
+    changes: list[CatalogChange] = Field(description="The newest first.")
+
+
+class CatalogUpdated(Body):
+    request_id: str
+    serial: int
+    offer: CatalogOffer
+    changed: bool = Field(description="false: the offer was so already; nothing recorded.")
+
+
 MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
           FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready,
-          Controls, DataExport, Attributes, CustomerCases)
+          Controls, DataExport, Attributes, CustomerCases, Catalog, CatalogUpdated)
