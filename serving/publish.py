@@ -37,6 +37,7 @@ from tqdm import tqdm
 from explain.importance import main_parameters
 from recommender.artifacts import Artifact, load_artifact
 from recommender.offer_index import MIN_OFFERS, OfferIndex
+from serving.arms import Challenger
 from serving.redis_store import (
     DEFAULT_PREFIX,
     PART_BYTES,
@@ -100,6 +101,7 @@ def publish(
     grace_seconds: float = DEFAULT_GRACE_SECONDS, progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int, int], None] | None = None,
     exclude: Collection[str] = (), offer_index: bool | None = None,
+    challenger: float | None = None,
 ) -> str:
     """Write `artifact` (or the artifact folder at that path) into Redis, make it current, remove
     versions out of service for longer than grace_seconds; return its version.
@@ -108,7 +110,11 @@ def publish(
     None: for catalogs of MIN_OFFERS offers or more.
 
     exclude: customers not to write (erased since the artifact was trained: the caller reads the
-    tombstones); on a version already complete their keys are removed. on_batch(written, total)
+    tombstones); on a version already complete their keys are removed.
+
+    challenger: publish as the challenger for this share of customers (0 < share < 1) instead of
+    making it current: the champion (current) serves the others (serving.arms); `promote` or
+    `end_challenger` closes the experiment. on_batch(written, total)
     runs after each batch of customers is written (progress for other front ends than the tqdm
     bar, and tests)."""
     if not isinstance(artifact, Artifact):
@@ -118,12 +124,16 @@ def publish(
     check_client(client)
     keys = Keys(prefix)
     version = check_version(artifact.version)
+    if challenger is not None and not 0 < challenger < 1:
+        raise ModelStoreError(f"a challenger's share must be between 0 and 1, not {challenger}")
     if offer_index is None:
         offer_index = artifact.model.n_offers >= MIN_OFFERS
     # computed before the lock is taken: indexing a large catalog takes longer than LOCK_SECONDS
     prepared = None if client.exists(keys.complete(version)) else \
         _prepare(artifact, offer_index, progress)
     with _publish_lock(client, keys) as lock:
+        if challenger is not None:
+            _check_challenger(client, keys, version)
         if client.exists(keys.complete(version)):
             marker = None  # complete already: only `current` moves
             if exclude:
@@ -132,8 +142,53 @@ def publish(
             prepared = prepared or _prepare(artifact, offer_index, progress)
             marker = _write(artifact, client, keys, lock, prepared, batch_size, progress,
                             on_batch, frozenset(exclude))
-        _flip(client, keys, version, lock, marker)
+        _flip(client, keys, version, lock, marker, challenger)
         _collect(client, keys, grace_seconds, keep=version)
+    return version
+
+
+def _check_challenger(client: redis.Redis, keys: Keys, version: str) -> None:
+    current = client.get(keys.current)
+    if current is None:
+        raise ModelStoreError("no champion to challenge: publish a version without --challenger "
+                              "first")
+    if current.decode() == version:
+        raise ModelStoreError(f"{version} is the champion already")
+
+
+def promote(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
+    """Make the challenger the champion (current) for everyone; the former champion stays in
+    the store for the grace period, as after any publish. Returns the version promoted."""
+    check_client(client)
+    keys = Keys(prefix)
+    with _publish_lock(client, keys) as lock:
+        running = client.get(keys.challenger)
+        if running is None:
+            raise ModelStoreError("no challenger to promote")
+        version = Challenger.from_json(running).version
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(keys.publish_lock, keys.challenger)
+            if pipe.get(keys.publish_lock) != lock.local.token:
+                raise ModelStoreError("promote lost the publish lock; run it again")
+            pipe.multi()
+            pipe.set(keys.current, version).zadd(keys.versions, {version: time.time()})
+            pipe.delete(keys.challenger)
+            pipe.execute()
+    return version
+
+
+def end_challenger(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
+    """Roll the experiment back: everyone gets the champion again, and the challenger version
+    is removed from the store (a request still on it moves to the champion). Returns it."""
+    check_client(client)
+    keys = Keys(prefix)
+    with _publish_lock(client, keys):
+        running = client.get(keys.challenger)
+        if running is None:
+            raise ModelStoreError("no challenger is running")
+        version = Challenger.from_json(running).version
+        client.delete(keys.challenger)
+        _drop(client, keys, version)
     return version
 
 
@@ -243,22 +298,32 @@ def _keep(lock: Lock) -> None:
 
 def _flip(
     client: redis.Redis, keys: Keys, version: str, lock: Lock, marker: bytes | None,
+    challenger: float | None = None,
 ) -> None:
-    """Make `version` current (and complete, when marker is given) in one transaction."""
+    """Make `version` current, or the challenger for a share of customers (and complete, when
+    marker is given), in one transaction."""
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:
-                pipe.watch(keys.publish_lock, keys.current)
+                pipe.watch(keys.publish_lock, keys.current, keys.challenger)
                 if pipe.get(keys.publish_lock) != lock.local.token:
                     raise ModelStoreError(
                         f"publish of {version} lost its lock before the flip; run it again"
                     )
                 unchanged = marker is None and pipe.get(keys.current) == version.encode()
+                running = pipe.get(keys.challenger)
                 pipe.multi()
                 if marker is not None:
                     pipe.set(keys.complete(version), marker).zrem(keys.pending, version)
-                if not unchanged:  # re-publishing the live version must not restart its clock
+                if challenger is not None:
+                    # listed among the versions so that erasure reaches its customers
+                    pipe.set(keys.challenger, Challenger(
+                        version, challenger, datetime.now(UTC).isoformat(timespec="seconds"),
+                    ).to_json()).zadd(keys.versions, {version: time.time()})
+                elif not unchanged:  # re-publishing the live version must not restart its clock
                     pipe.set(keys.current, version).zadd(keys.versions, {version: time.time()})
+                    if running is not None and Challenger.from_json(running).version == version:
+                        pipe.delete(keys.challenger)  # published as champion: promoted
                 pipe.execute()
                 return
             except WatchError:
@@ -271,17 +336,19 @@ def _collect(client: redis.Redis, keys: Keys, grace_seconds: float, keep: str | 
     now = time.time()
     current = client.get(keys.current)
     current = current.decode() if current is not None else None
+    running = client.get(keys.challenger)
+    challenger = Challenger.from_json(running).version if running is not None else None
     published = [
         (v.decode(), score) for v, score in client.zrange(keys.versions, 0, -1, withscores=True)
     ]
     # A version went out of service when the next one (by the time each became current) came in.
     doomed = [
         v for (v, _), (_, replaced_at) in zip(published, published[1:], strict=False)
-        if v != current and now - replaced_at >= grace_seconds
+        if v not in (current, challenger) and now - replaced_at >= grace_seconds
     ]
     doomed += [
         v for v in (p.decode() for p in client.zrange(keys.pending, 0, -1))
-        if v not in (keep, current)
+        if v not in (keep, current, challenger)
     ]
     for version in doomed:
         _drop(client, keys, version)

@@ -157,7 +157,8 @@ class Recommender:
                 offer["criteria"] = criteria
             offer["why"] = f"{base}{paths[column]}/why"
             offers.append(offer)
-        body = _envelope(customer_id, version, decision, explanations, rules) | {"offers": offers}
+        body = _envelope(customer_id, version, decision, explanations, rules, view.arm) | {
+            "offers": offers}
         audit = _audit(customer_id, version, decision, body) | {
             "offers": [(o["offer_id"], o["score"]) for o in offers],
             "rule_changes": [c.to_dict() for c in outcome.changes] if outcome is not None else [],
@@ -211,7 +212,7 @@ class Recommender:
             payload["your_choices"] = your_choices
         rules = self._rules(version)
         effects = rules.effects(column) if rules is not None else []
-        body = _envelope(customer_id, version, decision, explanations, rules) | payload | {
+        body = _envelope(customer_id, version, decision, explanations, rules, view.arm) | payload | {
             "business_rules": [{"change": e, "text": self.templates.business_rule(f"why_{e}")}
                                for e in effects],
             "change_consent": {
@@ -330,7 +331,7 @@ def _outside(version: ServedVersion, attribute: str, value: str, field: str) -> 
 
 def _envelope(
     customer_id: str, version: ServedVersion, decision: Decision, explanations: OfferExplanations,
-    rules: CompiledRules | None = None,
+    rules: CompiledRules | None = None, arm: str | None = None,
 ) -> dict:
     attribution = explanations.attribution
     categories = attribution.categories
@@ -345,6 +346,7 @@ def _envelope(
         "disclosure": {"text": DISCLOSURE, "policy": POLICY_URL, "automated": True},
         "links": {"consent": _consent_link(customer_id), "policy": POLICY_URL},
         "rules_version": rules.version if rules is not None else None,
+        "arm": arm,
     }
 
 
@@ -364,5 +366,5 @@ def _audit(customer_id: str, version: ServedVersion, decision: Decision, body: d
         "customer_id": customer_id, "model_version": version.version,
         "personalization": body["personalization"], "consent": body["consent"],
         "consent_source": decision.source, "categories_used": body["categories_used"],
-        "rules_version": body["rules_version"],
+        "rules_version": body["rules_version"], "arm": body["arm"],
     }

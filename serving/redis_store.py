@@ -8,6 +8,8 @@ Key layout under a prefix (default "trustrec:"), all named by `Keys`, nowhere el
     {m}:pending                          sorted set: versions with keys but no complete marker
                                          (being written, or left over by a publish that died)
     {m}:publish-lock, {m}:heal-lock      held by the one publish (or rebuild) running
+    {m}:challenger                       champion/challenger: {"version", "share", "since"} of
+                                         the version serving a share of customers (serving.arms)
     {m}:model:{version}:manifest         the artifact's manifest (JSON)
     {m}:model:{version}:items:{part}     the item side (npz bytes: vectors, biases, averages,
                                          shared feature space, popularity, offers as parquet)
@@ -58,6 +60,7 @@ from recommender.artifacts import Artifact, ManifestView
 from recommender.errors import TrustRecError
 from recommender.new_offers import Peers
 from recommender.offer_index import OfferIndex
+from serving.arms import CHALLENGER, Challenger, arm_of
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,10 @@ class Keys:
     def version_pattern(self, version: str) -> str:
         """SCAN MATCH pattern of the version's own keys, its customers' records aside."""
         return _glob_escape(self.model(version)) + "*"
+
+    @property
+    def challenger(self) -> str:
+        return f"{self._meta}challenger"
 
     @property
     def catalog(self) -> str:
@@ -485,6 +492,10 @@ class RedisModelStore:
     def current_version(self) -> str | None:
         return _text(self.client.get(self.keys.current))
 
+    def challenger(self) -> Challenger | None:
+        value = self.client.get(self.keys.challenger)
+        return None if value is None else Challenger.from_json(value)
+
     def published_versions(self) -> list[tuple[str, float]]:
         """(version, unix time it last became current), oldest first."""
         return [
@@ -622,6 +633,7 @@ class CustomerView:
     controls_json: str | None = None
     new_history: tuple[str, ...] = ()  # offers posted since training
     degraded: bool = False  # the store lost the model: nothing of the customer could be read
+    arm: str | None = None  # champion or challenger while an experiment runs (serving.arms)
 
 
 class ModelCache:
@@ -648,6 +660,7 @@ class ModelCache:
         self.on_lost = on_lost
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # flipping back needs no reload
         self._current: LoadedModel | None = None
+        self._challenger: tuple[Challenger, LoadedModel] | None = None
         self._last: LoadedModel | None = None  # the last model served, kept while the store heals
         self._degraded_logged = False
         self._checked_at = -np.inf
@@ -669,20 +682,34 @@ class ModelCache:
 
     def _refresh(self) -> LoadedModel:
         now = self.clock()
-        version = self.store.current_version()
+        version, challenger = self.store.client.mget(self.store.keys.current,
+                                                     self.store.keys.challenger)
+        version = _text(version)
         if version is None:
             if self.on_lost is not None:
                 self.on_lost(self._last.version if self._last is not None else None)
             raise NoModelPublished(self.store.keys.prefix)
+        model = self._load(version)
+        self._challenger = None
+        if challenger is not None:
+            challenger = Challenger.from_json(challenger)
+            try:
+                self._challenger = (challenger, self._load(challenger.version))
+            except VersionGone:  # ended meanwhile: everyone is the champion's
+                log.warning("challenger %s is not in the store: serving the champion only",
+                            challenger.version)
+        while len(self._models) > self.keep + (self._challenger is not None):
+            self._models.popitem(last=False)
+        self._current, self._checked_at, self._last = model, now, model
+        return model
+
+    def _load(self, version: str) -> LoadedModel:
         model = self._models.get(version)
         if model is None:
             model = self.store.load_model(version)
             log.info("loaded model version %s", version)
         self._models[version] = model
         self._models.move_to_end(version)
-        while len(self._models) > self.keep:
-            self._models.popitem(last=False)
-        self._current, self._checked_at, self._last = model, now, model
         return model
 
     def live(self) -> LoadedModel:
@@ -711,6 +738,11 @@ class ModelCache:
         for attempt in range(2):
             try:
                 model = self.snapshot(wait=attempt > 0)
+                challenger, arm = self._challenger, None
+                if challenger is not None:
+                    arm = arm_of(challenger[0], customer_id)
+                    if arm == CHALLENGER:
+                        model = challenger[1]
                 if self.catalog is None:
                     record, new_history, consent, controls = self.store.fetch_customer(
                         model.version, customer_id)
@@ -733,7 +765,8 @@ class ModelCache:
                 return self._degraded(customer_id)
             self._degraded_logged = False
             state = state_from_record(model, customer_id, record, new_history, attributes=attributes)
-            return CustomerView(model, state, record, consent, controls, tuple(new_history))
+            return CustomerView(model, state, record, consent, controls, tuple(new_history),
+                                arm=arm)
         raise VersionGone(model.version)
 
     def _degraded(self, customer_id: str) -> CustomerView:

@@ -65,6 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--prefix", help="key prefix (default: $TRUSTREC_REDIS_PREFIX, trustrec:)")
     publish.add_argument("--grace-seconds", type=float, default=300,
                          help="keep a replaced version this long for requests still using it")
+    publish.add_argument("--challenger", type=float, metavar="SHARE",
+                         help="publish as the challenger for this share of customers (0 to 1); "
+                              "the current version stays the champion for the others")
+
+    experiment = commands.add_parser(
+        "experiment", help="champion/challenger: show the arms' outcomes, promote or end")
+    experiment.add_argument("--redis", default=None,
+                            help="Redis URL (default $REDIS_URL, else the embedded server)")
+    experiment.add_argument("--prefix",
+                            help="key prefix (default: $TRUSTREC_REDIS_PREFIX, trustrec:)")
+    experiment.add_argument("--database-url",
+                            help="the audit trail's database (default $TRUSTREC_DATABASE_URL, "
+                                 "else ./trustrec.db)")
+    experiment_commands = experiment.add_subparsers(dest="experiment_command", required=True)
+    experiment_commands.add_parser("show", help="the arms and their outcomes with 95%% intervals")
+    experiment_commands.add_parser("promote", help="the challenger becomes the champion for all")
+    experiment_commands.add_parser("end", help="roll back: the champion for all, the challenger "
+                                               "removed")
 
     serve = commands.add_parser("serve", help="run the API with the development server")
     serve.add_argument("--host", default="127.0.0.1")

@@ -132,8 +132,39 @@ def publish(args: argparse.Namespace) -> int:
     if erased:
         print(f"leaving out {len(erased)} customers erased since this artifact was trained")
     version = publish_artifact(artifact, client, prefix, grace_seconds=args.grace_seconds,
-                               exclude=erased)
-    print(f"published {version}: it is now current under {prefix!r}")
+                               exclude=erased, challenger=args.challenger)
+    if args.challenger is not None:
+        print(f"published {version}: the challenger for {args.challenger:.1%} of customers under "
+              f"{prefix!r}; `trustrec experiment show` compares the arms")
+    else:
+        print(f"published {version}: it is now current under {prefix!r}")
+    return 0
+
+
+def experiment(args: argparse.Namespace) -> int:
+    from serving.publish import connect, end_challenger, promote
+    from serving.redis_store import RedisModelStore
+
+    settings = _settings()
+    store = RedisModelStore(connect(args.redis), args.prefix or settings.redis_prefix)
+    if args.experiment_command == "promote":
+        print(f"promoted {promote(store.client, store.keys.prefix)}: the champion for everyone")
+        return 0
+    if args.experiment_command == "end":
+        print(f"ended: challenger {end_challenger(store.client, store.keys.prefix)} removed, the "
+              "champion serves everyone")
+        return 0
+    from trustrec.experiments import experiment_table
+
+    challenger = store.challenger()
+    if challenger is None:
+        print("no experiment runs: publish a version with --challenger SHARE to start one")
+        return 0
+    print(f"champion {store.current_version()} against challenger {challenger.version} "
+          f"({challenger.share:.1%} of customers) since {challenger.since}")
+    table = experiment_table(args.database_url or settings.database_url, store.client,
+                             store.keys.prefix)
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
 

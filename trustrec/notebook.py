@@ -406,4 +406,9 @@ def __getattr__(name: str) -> object:
         from recommender.rules import preview
 
         return preview
+    # champion/challenger (trustrec.experiments): they read the serving records
+    if name in ("experiment_table", "plot_experiment"):
+        from trustrec import experiments
+
+        return getattr(experiments, name)
     raise AttributeError(f"module 'trustrec.notebook' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from explain.templates import POPULARITY, Templates
 from recommender.consent import LEVELS
 from recommender.features import attribute_values
 from serving.api import params
+from serving.arms import ARMS
 from serving.auth import ADMIN, CUSTOMER, STOREFRONT, current_principal, require
 from serving.controls import SEE_LESS_ATTRIBUTE
 from serving.errors import ApiError, bad_parameter
@@ -34,6 +35,7 @@ from serving.records.audit import (
 )
 from serving.records.controls import NOT_RELEVANT, SEE_LESS
 from serving.records.erasure import erase_records
+from serving.records.experiment import OUTCOMES, arm_outcomes, compare_arms
 from serving.records.feedback import customer_cases as customer_cases_records
 from serving.records.feedback import list_cases as list_cases_records
 from serving.records.feedback import open_contact_case, record_feedback
@@ -371,11 +373,26 @@ def stats():
         cached = cache.get("value")
         if cached is None or time.monotonic() - cache["at"] >= ttl:
             services.audit.flush()
-            cached = compute_stats(services.engine, _now())
+            cached = compute_stats(services.engine, _now()) | {
+                "experiment": _experiment(services)}
             cache.update(value=cached, at=time.monotonic())
     response = jsonify({"request_id": g.request_id} | cached)
     response.headers["Cache-Control"] = f"public, max-age={ttl}"
     return response
+
+
+def _experiment(services) -> dict | None:
+    """Champion/challenger figures while an experiment runs."""
+    challenger = services.store.challenger()
+    if challenger is None:
+        return None
+    outcomes = arm_outcomes(services.engine, datetime.fromisoformat(challenger.since), _now())
+    empty = {"responses": 0, "customers": 0, "offers_served": 0, "reports": 0} | {
+        kind: {"count": 0, "share": None, "interval": None} for kind in OUTCOMES}
+    arms = {arm: outcomes.get(arm, empty) for arm in ARMS}
+    return {"champion": services.store.current_version(), "challenger": challenger.version,
+            "share": challenger.share, "since": challenger.since, "arms": arms,
+            "challenger_minus_champion": compare_arms(arms)}
 
 
 # --- erasure -------------------------------------------------------------------------------------

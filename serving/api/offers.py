@@ -92,7 +92,7 @@ def _respond(services, endpoint: str, result: Result, request_params: dict):
         consent=audit["consent"], consent_source=audit["consent_source"],
         categories_used=audit["categories_used"], offers=audit["offers"], params=request_params,
         reasons=_reasons(endpoint, body), rules_version=audit.get("rules_version"),
-        rule_changes=audit.get("rule_changes", []),
+        rule_changes=audit.get("rule_changes", []), arm=audit.get("arm"),
     ))
     services.metrics.serving(audit["model_version"])
     if endpoint == "offers":

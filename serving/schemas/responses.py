@@ -99,6 +99,9 @@ class Envelope(Body):
     links: Links
     rules_version: str | None = absent("The version of the business rules applied after "
                                        "ranking (TRUSTREC_RULES); null: none.")
+    arm: Literal["champion", "challenger"] | None = Field(description=(
+        "Champion/challenger: the arm this customer is in (a stable hash of their id); null "
+        "when one version serves everyone."))
 
 
 class RuleChange(Body):
@@ -423,10 +426,44 @@ class StatsWindows(Body):
     all: StatsWindow
 
 
+class ArmOutcome(Body):
+    count: int = Field(description="Distinct (response, offer) pairs with this feedback.")
+    share: float | None = Field(description="count / offers served in the arm.")
+    interval: list[float] | None = Field(description="95% Wilson interval of the share.")
+
+
+class ArmFigures(Body):
+    responses: int
+    customers: int
+    offers_served: int
+    clicked: ArmOutcome
+    purchased: ArmOutcome
+    not_relevant: ArmOutcome
+    reports: int
+
+
+class ArmDifference(Body):
+    difference: float = Field(description="Challenger's share minus the champion's.")
+    interval: list[float] = Field(description="95% interval (Newcombe's hybrid score method).")
+
+
+class Experiment(Body):
+    champion: str = Field(description="The champion's model version (current).")
+    challenger: str = Field(description="The challenger's model version.")
+    share: float = Field(description="Share of customers the challenger serves.")
+    since: str
+    arms: dict[str, ArmFigures] = Field(description="champion and challenger, from the audit "
+                                                    "trail since the experiment began.")
+    challenger_minus_champion: dict[str, ArmDifference | None]
+
+
 class Stats(Body):
     request_id: str
     computed_at: str
     windows: StatsWindows
+    experiment: Experiment | None = Field(description=(
+        "Champion/challenger while one runs (trustrec publish --challenger): outcomes per arm "
+        "with intervals; null otherwise."))
 
 
 class ErasureReceipt(Body):
