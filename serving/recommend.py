@@ -17,6 +17,7 @@ note and criterion, and the audit record says which rule changed which offer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
@@ -43,6 +44,7 @@ from serving.controls import NONE as NO_CONTROLS
 from serving.errors import ApiError, bad_parameter
 from serving.explaining import ServedVersion, explain_offers, not_used_only, served
 from serving.redis_store import CustomerView, ModelCache, state_from_record
+from serving.served import ServedRecord
 
 DISCLOSURE = (
     "These offers were selected by an automated system (a recommendation model), using only the "
@@ -76,6 +78,26 @@ class Result:
 
     body: dict
     audit: dict = field(default_factory=dict)
+
+    def record(self, request_id: str, endpoint: str, actor: str, params: dict) -> ServedRecord:
+        """What the audit trail keeps of this response (serving.served)."""
+        audit = self.audit
+        return ServedRecord(
+            request_id=request_id, served_at=time.time(), endpoint=endpoint, actor=actor,
+            customer_id=audit["customer_id"], model_version=audit["model_version"],
+            personalization=audit["personalization"], consent=audit["consent"],
+            consent_source=audit["consent_source"], categories_used=audit["categories_used"],
+            offers=audit["offers"], params=params, reasons=self._reasons(),
+            rules_version=audit.get("rules_version"), rule_changes=audit.get("rule_changes", []),
+            arm=audit.get("arm"),
+        )
+
+    def _reasons(self) -> dict:
+        """Offer id -> the top criteria as the customer saw them."""
+        body = self.body
+        if "offers" in body:
+            return {o["offer_id"]: o.get("criteria", []) for o in body["offers"]}
+        return {body.get("offer_id"): body.get("criteria", [])[:2]} if body.get("criteria") else {}
 
 
 def applied_level(categories: tuple[str, ...], used: np.ndarray) -> str:

@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="publish as the challenger for this share of customers (0 to 1); "
                               "the current version stays the champion for the others")
 
+    batch = commands.add_parser(
+        "batch", help="campaign export: offers and their criteria for many customers, as Parquet")
+    batch.add_argument("--customers", required=True,
+                       help="customer ids: a text file (one per line), or a CSV or Parquet file "
+                            "with a customer_id column")
+    batch.add_argument("--out", required=True, help="the Parquet file to write")
+    batch.add_argument("--k", type=int, default=10, help="offers per customer (default 10)")
+    batch.add_argument("--chunk", type=int, default=1000,
+                       help="customers per resumable chunk (default 1000)")
+    batch.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
     experiment = commands.add_parser(
         "experiment", help="champion/challenger: show the arms' outcomes, promote or end")
     experiment.add_argument("--redis", default=None,

@@ -141,6 +141,16 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch(args: argparse.Namespace) -> int:
+    from trustrec.batch import batch_export
+
+    result = batch_export(args.customers, args.out, k=args.k, chunk=args.chunk,
+                          overwrite=args.overwrite)
+    print(f"batch {result['batch_id']}: {result['rows']} offers for {result['customers']} "
+          f"customers in {result['out']} (recorded in the audit trail as batch responses)")
+    return 0
+
+
 def experiment(args: argparse.Namespace) -> int:
     from serving.publish import connect, end_challenger, promote
     from serving.redis_store import RedisModelStore

@@ -411,4 +411,8 @@ def __getattr__(name: str) -> object:
         from trustrec import experiments
 
         return getattr(experiments, name)
+    if name == "batch_export":  # campaign export (trustrec.batch)
+        from trustrec.batch import batch_export
+
+        return batch_export
     raise AttributeError(f"module 'trustrec.notebook' has no attribute {name!r}")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, current_app, g, jsonify
 
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
 from serving.errors import bad_parameter
 from serving.recommend import OffersQuery, Result
-from serving.served import ServedRecord
 
 bp = Blueprint("offers", __name__, url_prefix="/v1/customers/<customer_id>")
 
@@ -74,26 +71,12 @@ def _filter(args: params.Query) -> tuple[str, str, str] | None:
     return (attribute, value, "filter")
 
 
-def _reasons(endpoint: str, body: dict) -> dict:
-    """Offer id -> the top criteria as the customer saw them, for the audit trail."""
-    if endpoint == "offers":
-        return {o["offer_id"]: o.get("criteria", []) for o in body.get("offers", [])}
-    return {body.get("offer_id"): body.get("criteria", [])[:2]} if body.get("criteria") else {}
-
-
 def _respond(services, endpoint: str, result: Result, request_params: dict):
     request_id = g.request_id
     body = {"request_id": request_id} | result.body
     audit = result.audit
-    services.on_served(ServedRecord(
-        request_id=request_id, served_at=time.time(), endpoint=endpoint,
-        actor=current_principal().actor, customer_id=audit["customer_id"],
-        model_version=audit["model_version"], personalization=audit["personalization"],
-        consent=audit["consent"], consent_source=audit["consent_source"],
-        categories_used=audit["categories_used"], offers=audit["offers"], params=request_params,
-        reasons=_reasons(endpoint, body), rules_version=audit.get("rules_version"),
-        rule_changes=audit.get("rule_changes", []), arm=audit.get("arm"),
-    ))
+    services.on_served(result.record(request_id, endpoint, current_principal().actor,
+                                     request_params))
     services.metrics.serving(audit["model_version"])
     if endpoint == "offers":
         services.metrics.served.labels(audit["personalization"]).inc()
