@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ML100K ?= ../shared/data/ml-100k
 
-.PHONY: demo test test-fast browser lint bench-quality bench-explain bench-serve bench-fairness bench-faults bench-scale clean
+.PHONY: demo test test-fast browser lint bench-quality bench-similar bench-explain bench-serve bench-fairness bench-faults bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 # and the synthetic storefront, 3 seeds
 bench-quality: $(STAMP)
 	$(BIN)/python -m benchmarks.quality
+
+# similar offers (next purchase given the last one) against item-kNN on the same suite, 5 seeds
+bench-similar: $(STAMP)
+	$(BIN)/python -m benchmarks.similar
 
 bench-explain: $(STAMP)
 	$(BIN)/python -m benchmarks.explain --data $(ML100K)

@@ -82,9 +82,9 @@ def scores(model: AdditiveModel, state: CustomerState, allowed: np.ndarray) -> n
 
 def rank(
     artifact: Artifact, state: CustomerState, allowed: np.ndarray, k: int, *,
-    exclude: Iterable[str] = (), exclude_history: bool = True,
+    exclude: Iterable[str] = (), exclude_history: bool = True, within: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(offer columns, scores) of the top k, best first.
+    """(offer columns, scores) of the top k, best first; `within`: among these columns only.
 
     Past offers are excluded only when interaction_history may be used: excluding them is itself
     a use of the history, and a customer who withdrew it must get the same offers whatever it holds.
@@ -95,6 +95,12 @@ def rank(
     removed = [c for c in map(column, exclude) if c is not None]
     if exclude_history and allowed[model.categories.index(HISTORY)]:
         removed += [c for c in map(column, state.history) if c is not None]
+    if within is not None:
+        candidates = np.setdiff1d(np.asarray(within, dtype=np.int64), removed)
+        exact = model.score_partials(state.p[None], state.c[None], state.has_data[None], allowed,
+                                     items=candidates)[0]
+        best = top_k_one(exact, k)
+        return candidates[best], exact[best]
     index = artifact.offer_index
     if index is not None:
         return _rank_candidates(model, index, state, allowed, k, removed)

@@ -74,15 +74,19 @@ def run(*, out: str | Path = "models", host: str = "127.0.0.1", port: int = 8000
     token = Authenticator((), secret).issue(customer_id, 24 * 3600)
     credentials = DemoCredentials(new_key(), new_key(), secret, customer_id, token)
     print(f"4/4 ready in {time.perf_counter() - started:.0f} s\n")
-    print(instructions(credentials, f"http://{host}:{port}", serve))
-    if not serve:
-        return 0
     from serving.app import create_app
 
     app = create_app({
         **credentials.config(), "TRUSTREC_REDIS_CLIENT": client, "TRUSTREC_REDIS_PREFIX": prefix,
         "TRUSTREC_ENV": "development",
     })
+    print(examples(app, credentials, dataset))
+    print(instructions(credentials, f"http://{host}:{port}", serve))
+    if not serve:
+        from serving.app import close_app
+
+        close_app(app)
+        return 0
     # SIGTERM exits like Ctrl-C, so the embedded Redis server is shut down on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
@@ -90,11 +94,38 @@ def run(*, out: str | Path = "models", host: str = "127.0.0.1", port: int = 8000
     return 0
 
 
+def examples(app, c: DemoCredentials, dataset) -> str:
+    """One real answer of each kind of offers a storefront asks for, from the app just built."""
+    client = app.test_client()
+    key = {"X-API-Key": c.storefront_key}
+    popular = dataset.interactions["offer_id"].value_counts().index
+    page, viewed = str(popular[0]), ",".join(str(o) for o in popular[1:3])
+
+    def first(path: str) -> str:
+        body = client.get(path, headers=key).get_json()
+        if not body.get("offers"):
+            return f"{path}: {body}"
+        offer = body["offers"][0]
+        return (f"{path}\n    -> {offer['title']} ({body['personalization']}): "
+                f"{offer['criteria'][0]['text']}")
+
+    lines = [
+        "One answer of each kind (the first offer and its first criterion):",
+        "# home page, personal", first(f"/v1/customers/{c.customer_id}/offers?k=3"),
+        "# product page, for anyone", first(f"/v1/offers/{page}/similar?k=3"),
+        "# product page, personal", first(f"/v1/customers/{c.customer_id}/offers?k=3&context={page}"),
+        "# an anonymous visitor who looked at two offers", first(f"/v1/session/offers?viewed={viewed}&k=3"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def instructions(c: DemoCredentials, base: str, serving: bool) -> str:
     def curl(*parts: str) -> str:
         return "curl -s " + " ".join(parts)
 
     key = shlex.quote(f"X-API-Key: {c.storefront_key}")
+    admin = shlex.quote(f"X-API-Key: {c.admin_key}")
     bearer = shlex.quote(f"Authorization: Bearer {c.customer_token}")
     customer = f"{base}/v1/customers/{c.customer_id}"
     consent = shlex.quote('{"allowed": ["demographics", "location", "profile"], "level": "segment"}')
@@ -123,6 +154,26 @@ def instructions(c: DemoCredentials, base: str, serving: bool) -> str:
         curl("-X", "POST", "-H", key, "-H", "'Content-Type: application/json'", "-d",
              shlex.quote('{"offer_id": "o0001", "kind": "purchase"}'),
              shlex.quote(f"{customer}/interactions")),
+        "# a product page: offers bought together with it, for anyone, and for this customer",
+        curl("-H", key, shlex.quote(f"{base}/v1/offers/o0001/similar?k=5")),
+        curl("-H", key, shlex.quote(f"{customer}/offers?k=5&context=o0001")),
+        "# an anonymous visitor: offers from what they viewed (used, not stored)",
+        curl("-H", key, shlex.quote(f"{base}/v1/session/offers?viewed=o0001,o0002&k=5")),
+        "# the live catalog (admin key): withdraw an offer, add one, see every change",
+        curl("-X", "PUT", "-H", admin, "-H", "'Content-Type: application/json'", "-d",
+             shlex.quote('{"available": false}'),
+             shlex.quote(f"{base}/v1/admin/catalog/offers/o0002/availability")),
+        curl("-X", "POST", "-H", admin, "-H", "'Content-Type: application/json'", "-d",
+             shlex.quote('{"offer_id": "new-1", "attributes": {"title": "Trail stove", '
+                         '"category": "outdoor"}}'), shlex.quote(f"{base}/v1/admin/catalog/offers")),
+        curl("-H", admin, shlex.quote(f"{base}/v1/admin/catalog")),
+        "# the same from the command line, a campaign export, champion/challenger",
+        "trustrec catalog unavailable o0002   # or: available, add ID --attr title=..., show",
+        "trustrec batch --customers customers.txt --out campaign.parquet",
+        "trustrec publish models/<version> --challenger 0.1   # then: trustrec experiment "
+        "show | promote | end",
+        "# public statistics (per arm while an experiment runs)",
+        curl(shlex.quote(f"{base}/v1/stats")),
         "# a token for another customer's browser",
         curl("-X", "POST", "-H", key, shlex.quote(f"{base}/v1/customers/c00001/token")),
         "# operations",

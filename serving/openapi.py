@@ -20,15 +20,17 @@ from serving.config import Settings
 from serving.records.audit import CASE_STATUSES
 from serving.records.consent import MAX_ID_LENGTH
 from serving.records.controls import KINDS as CONTROL_KINDS
+from serving.related import MAX_VIEWED
 from serving.schemas import requests, responses
 from serving.schemas.requests import PRINTABLE
 
 VERSION = "1.0.0"
 
+# in a path, U+FFFD is what bytes that are not UTF-8 decode to: refused as they are
 _CUSTOMER = {"name": "customer_id", "in": "path", "required": True,
              "description": "The storefront's customer id (1 to 128 characters).",
              "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                        "pattern": PRINTABLE}}
+                        "pattern": PRINTABLE.replace("]", "\\ufffd]")}}
 _OFFER = {"name": "offer_id", "in": "path", "required": True, "schema": {"type": "string"}}
 # where the customer attributes of the deployment's taxonomy go: one attr.NAME each (document())
 _ATTRIBUTES = {"name": "attr.NAME", "in": "query"}
@@ -118,8 +120,21 @@ _OFFERS_PARAMETERS = [
      "mix of the customer's own history with this strength (0: off; Steck's calibrated "
      "recommendations). Needs interaction history to be allowed; otherwise the plain order.",
      "schema": {"type": "number", "minimum": 0, "maximum": 1, "default": 0}},
+    {"name": "context", "in": "query", "description": "The offer on the page (a product or "
+     "cart page): offers bought together with it come first, ranked for this customer under "
+     "their consent, each with a bought_together criterion (exact counts); then the customer's "
+     "best others. Not with calibrate. An unknown offer is a 400.",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE}},
     _ATTRIBUTES,
 ]
+
+
+_RELATED_K = {"name": "k", "in": "query", "description": "How many offers (at most "
+              "TRUSTREC_MAX_K).", "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_K,
+                                             "default": 10}}
+_RELATED_EXCLUDE = {"name": "exclude", "in": "query",
+                    "description": "Offer ids to leave out, comma separated.",
+                    "schema": {"type": "string"}}
 
 
 def _op(summary: str, responses: dict, *, security: str | None = None, parameters=(),
@@ -298,6 +313,33 @@ PATHS: dict[str, Any] = {
         parameters=[{"name": "case_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}],
         body={"required": True, "content": {"application/json": {"schema": _ref("CaseUpdate")}}})},
+    "/v1/offers/{offer_id}/similar": {"get": _op(
+        "Offers bought together with this one (a product page): no personal data", {
+            "200": _json(_ref("SimilarOffers"), "Best first, each with its exact criterion"),
+            **_errors(400, 401, 403, 404, 503)},
+        security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, tag="related",
+        description="From the co-purchases of the training history: each offer says how many of "
+                    "the customers who bought this one bought it too. A short list is filled "
+                    "with the most bought offers of the same category, and says so. Offers "
+                    "marked unavailable never appear.",
+        parameters=[_OFFER, _RELATED_K, _RELATED_EXCLUDE])},
+    "/v1/session/offers": {"get": _op(
+        "Offers for an anonymous visitor, from what they viewed in this session", {
+            "200": _json(_ref("SessionOffers"), "Best first, each naming the views behind it"),
+            **_errors(400, 401, 403, 503)},
+        security=_STOREFRONT_ONLY, roles=_STOREFRONT_ROLES, tag="related",
+        description="An offer's score is the sum over the viewed offers of how strongly it is "
+                    "bought together with each; its criteria name the viewed offers behind it "
+                    "with their exact shares (\"Because you looked at X\"). The views are used "
+                    "for this answer only: the audit trail records the offers served, not what "
+                    "was viewed.",
+        parameters=[
+            {"name": "viewed", "in": "query",
+             "description": "Offer ids the visitor viewed, oldest first, comma separated (the "
+                            f"latest {MAX_VIEWED} count); an unknown id is a 400. Without it: "
+                            "the most bought offers (personalization none).",
+             "schema": {"type": "string", "minLength": 1, "pattern": PRINTABLE}},
+            _RELATED_K, _RELATED_EXCLUDE])},
     "/v1/admin/catalog": {"get": _op(
         "The live catalog: offers withdrawn and added since training, and its changes", {
             "200": _json(_ref("Catalog"), "The catalog every worker serves now"),
@@ -377,9 +419,15 @@ def document(taxonomy: Taxonomy, *, max_k: int = Settings.model_fields["max_k"].
     schemas["TokenRequest"]["properties"]["ttl_seconds"]["maximum"] = token_max_seconds
     schemas["AttributesUpdate"]["properties"]["values"]["propertyNames"] = {
         "enum": list(taxonomy.attributes)}
-    for p in spec["paths"]["/v1/customers/{customer_id}/offers"]["get"]["parameters"]:
-        if p["name"] == "k":
-            p["schema"]["maximum"] = max_k
+    # pydantic puts a dict key's pattern in patternProperties, which leaves other keys free
+    attributes = schemas["NewOffer"]["properties"]["attributes"]
+    attributes["propertyNames"]["pattern"] = PRINTABLE
+    attributes["additionalProperties"] = False
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for p in operation.get("parameters", ()):
+                if p.get("name") == "k" and p["schema"].get("maximum") == _MAX_K:
+                    p["schema"]["maximum"] = max_k
     for item in spec["paths"].values():
         for operation in item.values():
             if "parameters" in operation:

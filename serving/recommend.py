@@ -56,6 +56,7 @@ TOP_CRITERIA = 2  # criteria per offer in the offers list; the "why" endpoint gi
 BUSINESS_RULE = "business_rule"  # the criterion category of a rule's effect
 YOUR_CHOICE = "your_choice"  # the criterion category of what the customer asked for
 NEW_OFFER = "new_offer"  # the criterion category of an offer added since training
+BOUGHT_TOGETHER = "bought_together"  # the page's offer (context) was bought with this one
 SEE_LESS_POOL = 100  # offers considered when a category is placed lower
 _DIRECTION = {"boosted": "positive", "buried": "negative", "diversified": "neutral"}
 
@@ -70,6 +71,7 @@ class OffersQuery:
     filter_field: str = "filter"  # the query parameter it came from, for error messages
     attributes: Mapping[str, str] | None = None  # cold start: the customer's attribute values
     calibrate: float = 0.0  # strength of the calibrated re-rank (recommender.fairness), 0: off
+    context: str | None = None  # the offer on the page: offers bought with it first
 
 
 @dataclass
@@ -148,7 +150,18 @@ class Recommender:
         rules = self._rules(version)
         lower = _placed_lower(version, controls)
         pool = replace(query, k=query.k + SEE_LESS_POOL) if lower else query
-        columns, scores, outcome = self._ranked(version, view, allowed, pool, exclude, rules)
+        together = _bought_with(version, query.context) if query.context is not None else {}
+        if together:
+            columns, scores, outcome = self._ranked(version, view, allowed, pool, exclude, rules,
+                                                    within=np.fromiter(together, dtype=np.int64))
+            if len(columns) < pool.k:  # too few bought with it: the customer's best after them
+                more = tuple(version.offer_ids[c] for c in columns.tolist())
+                rest = self._ranked(version, view, allowed, replace(pool, k=pool.k - len(columns)),
+                                    exclude + more, rules)
+                columns, scores = np.concatenate([columns, rest[0]]), np.concatenate([scores, rest[1]])
+                outcome = rest[2] if outcome is None else outcome
+        else:
+            columns, scores, outcome = self._ranked(version, view, allowed, pool, exclude, rules)
         if lower:
             columns, scores = _see_less(columns, scores, lower, query.k)
         if query.explain:
@@ -174,6 +187,8 @@ class Recommender:
                     criteria = [_see_less_criterion(lower[column]), *criteria]
                 if change is not None:  # the shop's rule first: it is why the offer is here
                     criteria = [self._rule_criterion(change), *criteria]
+                if column in together:  # the page's offer first: it is why the offer is here
+                    criteria = [together[column], *criteria]
                 if ids[column] in version.loaded.added:
                     criteria = [new_offer_criterion(version.loaded.added[ids[column]]), *criteria]
                 offer["criteria"] = criteria
@@ -189,7 +204,7 @@ class Recommender:
 
     def _ranked(
         self, version: ServedVersion, view: CustomerView, allowed: np.ndarray, query: OffersQuery,
-        exclude: tuple[str, ...], rules: CompiledRules | None,
+        exclude: tuple[str, ...], rules: CompiledRules | None, within: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, RulesOutcome | None]:
         """(offer columns, model scores, what the rules changed) of the k offers served."""
         active = rules is not None and rules.active
@@ -203,7 +218,7 @@ class Recommender:
             order = np.arange(len(columns), 0, -1, dtype=float)  # calibrated position as score
         else:
             columns, scores = rank(version, view.state, allowed, k, exclude=exclude,
-                                   exclude_history=query.exclude_purchased)
+                                   exclude_history=query.exclude_purchased, within=within)
             order = scores
         if not active:
             return columns, scores, None
@@ -278,6 +293,22 @@ class Recommender:
             decision = self.consents.decide(customer_id, view.consent_json)
         allowed = category_mask(decision.consent, version.model.categories)
         return view, version, decision, allowed, controls
+
+
+def _bought_with(version: ServedVersion, offer_id: str) -> dict[int, dict]:
+    """Offer column -> its "bought together" criterion, for the offers bought with `offer_id`."""
+    column = version.offer_columns.get(offer_id)
+    if column is None:
+        raise bad_parameter("context", f"no offer {offer_id!r} in the catalog")
+    table = version.loaded.similar
+    if table is None or column >= len(table.buyers_):
+        return {}
+    found, _ = table.similar(column, table.neighbours_.shape[1])
+    counts = table.together_with(column, found).tolist()
+    buyers, title = int(table.buyers_[column]), version.titles[column]
+    return {other: {"category": BOUGHT_TOGETHER, "share": 0.0, "direction": "positive",
+                    "text": f"Bought by {n} of the {buyers} customers who bought {title}"}
+            for other, n in zip(found.tolist(), counts, strict=True)}
 
 
 def new_offer_criterion(peers: Peers) -> dict:

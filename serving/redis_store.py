@@ -52,6 +52,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import redis
+import scipy.sparse as sp
 from redis.cluster import RedisCluster
 
 from recommender import ranking
@@ -60,6 +61,7 @@ from recommender.artifacts import Artifact, ManifestView
 from recommender.errors import TrustRecError
 from recommender.new_offers import Peers
 from recommender.offer_index import OfferIndex
+from recommender.similar import SimilarOffers
 from serving.arms import CHALLENGER, Challenger, arm_of
 
 log = logging.getLogger(__name__)
@@ -341,6 +343,36 @@ def popularity(artifact: Artifact) -> np.ndarray:
     return counts.reindex([str(o) for o in artifact.offers.index], fill_value=0).to_numpy(np.float64)
 
 
+_SIMILAR = ("neighbours", "scores", "together", "buyers")
+
+
+def fit_similar(artifact: Artifact) -> SimilarOffers:
+    """Similar offers ("bought together") from the artifact's training history."""
+    columns = artifact.offer_columns
+    history = artifact.history
+    customers = pd.factorize(history["customer_id"].astype(str))[0]
+    offers = history["offer_id"].astype(str).map(columns).to_numpy()
+    known = ~pd.isna(offers)
+    matrix = sp.csr_matrix(
+        (np.ones(int(known.sum())), (customers[known], offers[known].astype(np.int64))),
+        shape=(int(customers.max(initial=-1)) + 1, len(columns)))
+    return SimilarOffers().fit(matrix)
+
+
+def similar_arrays(similar: SimilarOffers) -> dict[str, np.ndarray]:
+    return {f"similar_{name}": getattr(similar, f"{name}_") for name in _SIMILAR}
+
+
+def similar_from_arrays(arrays: Mapping[str, np.ndarray]) -> SimilarOffers | None:
+    """The fitted SimilarOffers of an item side (None: published before they were)."""
+    if "similar_neighbours" not in arrays:
+        return None
+    similar = SimilarOffers(neighbours=arrays["similar_neighbours"].shape[1])
+    for name in _SIMILAR:
+        setattr(similar, f"{name}_", arrays[f"similar_{name}"])
+    return similar
+
+
 def encode_items(artifact: Artifact) -> bytes:
     """The item side as npz bytes (np.save keeps dtype and memory order, hence exact scores)."""
     model = artifact.model
@@ -352,7 +384,7 @@ def encode_items(artifact: Artifact) -> bytes:
         # which categories any customer had data in: workers hold no customer rows to tell
         # "the model does not use it" from "we have no such data about you"
         "in_model": model.has_data.any(axis=1),
-    }
+    } | similar_arrays(fit_similar(artifact))
     if model.features is not None:
         # shared features only: each customer's identity travels in their own record
         arrays |= model.features.shared().to_arrays()
@@ -379,6 +411,7 @@ class LoadedModel(ManifestView):
     popularity: np.ndarray  # (n_offers,) distinct customers per offer in training
     in_model: np.ndarray | None = None  # (G,) bool: categories any trained customer had data in
     offer_index: OfferIndex | None = None  # large catalogs: ranking.rank searches it
+    similar: SimilarOffers | None = None  # offers bought together, by trained offer column
     # the live catalog applied (serving.catalog): offers the shop withdrew, never shown; offers
     # it added after training, appended as columns scored like their peers
     unavailable: frozenset[str] = frozenset()
@@ -406,7 +439,8 @@ def decode_items(version: str, manifest: dict, blob: bytes) -> LoadedModel:
         )
         offers = pd.read_parquet(io.BytesIO(arrays["offers_parquet"].tobytes()))
         in_model = arrays.get("in_model")  # None in versions published before it was stored
-        return LoadedModel(version, manifest, model, offers, arrays["popularity"], in_model)
+        return LoadedModel(version, manifest, model, offers, arrays["popularity"], in_model,
+                           similar=similar_from_arrays(arrays))
 
 
 def items_checksum(blob: bytes) -> str:

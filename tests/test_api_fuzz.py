@@ -24,6 +24,8 @@ NOT_IN_A_SCHEMA = {
     "GET /v1/customers/{customer_id}/data-usage": "since must be before until",
     "POST /v1/customers/{customer_id}/controls": "value names an offer, a category or a past "
                                                  "purchase of the catalog and the customer",
+    "GET /v1/session/offers": "viewed names offers of the catalog",
+    "POST /v1/admin/catalog/offers": "attribute names are the catalog's offer attributes",
 }
 
 

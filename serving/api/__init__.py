@@ -15,9 +15,10 @@ def register_blueprints(app: Flask) -> None:
         interactions,
         offers,
         openapi,
+        related,
         tokens,
     )
 
     for module in (offers, consent, interactions, tokens, health, openapi, accountability,
-                   controls, catalog):
+                   controls, catalog, related):
         app.register_blueprint(module.bp)

@@ -11,7 +11,8 @@ from serving.recommend import OffersQuery, Result
 
 bp = Blueprint("offers", __name__, url_prefix="/v1/customers/<customer_id>")
 
-OFFERS_PARAMS = ("k", "explain", "exclude", "exclude_purchased", "category", "filter", "calibrate")
+OFFERS_PARAMS = ("k", "explain", "exclude", "exclude_purchased", "category", "filter", "calibrate",
+                 "context")
 ATTRIBUTE_PREFIX = "attr."
 DEFAULT_K = 10
 
@@ -33,13 +34,19 @@ def offers(customer_id: str):
         filter_field=spec[2] if spec else "filter",
         attributes=args.prefixed(ATTRIBUTE_PREFIX),
         calibrate=args.fraction("calibrate", 0.0),
+        context=args.single("context"),
     )
+    if query.context is not None and query.calibrate > 0:
+        raise bad_parameter("context", "give either context or calibrate, not both")
+    if query.context == "":
+        raise bad_parameter("context", "context needs an offer id")
     result = services.recommender.offers(customer_id, query)
     return _respond(services, "offers", result, {
         "k": query.k, "explain": query.explain, "exclude": list(query.exclude),
         "exclude_purchased": query.exclude_purchased,
         "filter": None if query.filter is None else ":".join(query.filter),
         "attributes": dict(query.attributes or {}), "calibrate": query.calibrate,
+        "context": query.context,
     })
 
 

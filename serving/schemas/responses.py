@@ -543,6 +543,47 @@ class Ready(Body):
     checks: dict[str, Any]
 
 
+class RelatedOffer(Body):
+    offer_id: str
+    title: str
+    score: float = Field(description="How strongly it is bought together with the page's (or "
+                                     "the viewed) offers; 0 for a popular offer filling the list.")
+    criteria: list[CompactCriterion] = Field(description=(
+        "bought_together: 'Bought by n of the m customers who bought X' (exact counts from the "
+        "training history); viewed: which viewed offer put it here, with its exact share of the "
+        "score; popularity: a popular offer of the same category filling a short list."))
+
+
+class AnonymousDisclosure(Body):
+    text: str
+    policy: str
+    automated: Literal[True]
+
+
+class SimilarOffers(Body):
+    request_id: str
+    offer_id: str
+    title: str
+    model_version: str
+    personalization: Literal["none"] = Field(description="No personal data is involved.")
+    categories_used: list[str] = Field(max_length=0)
+    disclosure: AnonymousDisclosure
+    links: Links
+    offers: list[RelatedOffer]
+
+
+class SessionOffers(Body):
+    request_id: str
+    model_version: str
+    personalization: Literal["session", "none"] = Field(description=(
+        "session: from the offers viewed in this session, passed in the request and stored "
+        "nowhere; none: no views given, the most bought offers."))
+    categories_used: list[str] = Field(max_length=0)
+    disclosure: AnonymousDisclosure
+    links: Links
+    offers: list[RelatedOffer]
+
+
 class CatalogOffer(Body):
     offer_id: str
     available: bool
@@ -577,4 +618,5 @@ class CatalogUpdated(Body):
 
 MODELS = (Error, Offers, Why, Consent, ConsentHistory, InteractionRecorded, Token, DataUsage,
           FeedbackRecorded, Cases, CaseUpdated, Policy, Stats, ErasureReceipt, Health, Ready,
-          Controls, DataExport, Attributes, CustomerCases, Catalog, CatalogUpdated)
+          Controls, DataExport, Attributes, CustomerCases, Catalog, CatalogUpdated, SimilarOffers,
+          SessionOffers)
