@@ -29,6 +29,7 @@ from serving.records.catalog import CatalogState
 from serving.redis_store import Keys, LoadedModel
 
 log = logging.getLogger(__name__)
+RESEED_BACKOFF_SECONDS = 30.0
 
 # KEYS: serial, state; ARGV: serial, state JSON. Forward only: an older state never replaces a newer.
 _WRITE = """
@@ -113,7 +114,10 @@ class LiveCatalog:
             state = self.load()
             write_catalog(self.client, self.keys, state)
         except Exception as exc:  # the database or Redis down: the copy held stays in force
-            log.warning("live catalog not re-seeded: %s", exc)
+            log.warning("live catalog not re-seeded (next try in %.0f s): %s",
+                        RESEED_BACKOFF_SECONDS, exc)
+            # a database that does not answer costs its connect timeout: not on every request
+            self._seeded_at = self.clock() + RESEED_BACKOFF_SECONDS - self.retry_seconds
             return
         self.state = state
         log.info("live catalog re-seeded from the records (serial %d)", state.serial)

@@ -103,3 +103,27 @@ def test_catalog_changes_are_for_admins_and_bad_input_names_the_field(make_app):
     response = client.put("/v1/admin/catalog/offers/o0001/availability", headers=ADMIN,
                           json={"available": "no"})
     assert response.status_code == 400 and response.get_json()["error"]["field"] == "available"
+
+
+def test_a_catalog_that_cannot_be_reseeded_is_not_retried_on_every_request(redis_client,
+                                                                           redis_prefix):
+    from serving.catalog import RESEED_BACKOFF_SECONDS, LiveCatalog
+    from serving.records.catalog import CatalogState
+
+    now, calls = [100.0], []
+
+    def unreachable() -> CatalogState:
+        calls.append(now[0])
+        raise OSError("database down")
+
+    catalog = LiveCatalog(redis_client, Keys(redis_prefix), load=unreachable,
+                          clock=lambda: now[0])
+    assert catalog.follow(None) == CatalogState()  # the copy held (none yet) stays in force
+    for step in (0.5, 1.5, RESEED_BACKOFF_SECONDS - 1):
+        now[0] = 100.0 + step
+        catalog.follow(None)
+    assert calls == [100.0]
+    now[0] = 100.0 + RESEED_BACKOFF_SECONDS
+    catalog.load = lambda: CatalogState(7, frozenset({"o1"}))
+    assert catalog.follow(None).unavailable == {"o1"}
+    assert int(redis_client.get(Keys(redis_prefix).catalog_serial)) == 7
