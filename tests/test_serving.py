@@ -57,7 +57,7 @@ def recommender(redis_client, redis_prefix, consents):
 # --- explanations ---------------------------------------------------------------------------------
 ENVELOPE = {"request_id", "customer_id", "model_version", "personalization", "consent",
             "categories_used", "categories_not_used", "disclosure", "links", "change_consent",
-            "rules_version", "business_rules"}  # the last two: serving's business rules
+            "rules_version", "business_rules", "arm"}  # serving's business rules, experiments
 
 
 @pytest.mark.parametrize("level", ["full", "segment"])
