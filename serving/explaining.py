@@ -103,6 +103,23 @@ class ServedVersion:
     def _filters(self) -> dict[tuple[str, str], tuple[str, ...]]:
         return {}
 
+    def holding(self, attribute: str) -> dict[str, np.ndarray]:
+        """Value -> the offer columns holding it (ascending), for one offer attribute; built once
+        per version."""
+        found = self._holding.get(attribute)
+        if found is None:
+            by_value: dict[str, list[int]] = {}
+            for column, values in enumerate(self.loaded.offers[attribute].map(attribute_values)):
+                for value in values:
+                    by_value.setdefault(value, []).append(column)
+            found = self._holding[attribute] = {
+                v: np.array(c, dtype=np.int64) for v, c in by_value.items()}
+        return found
+
+    @cached_property
+    def _holding(self) -> dict[str, dict[str, np.ndarray]]:
+        return {}
+
 
 _SERVED: weakref.WeakKeyDictionary[LoadedModel, ServedVersion] = weakref.WeakKeyDictionary()
 

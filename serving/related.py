@@ -20,6 +20,7 @@ import numpy as np
 from recommender.catalog import default_category_attribute
 from recommender.features import attribute_values
 from serving.errors import ApiError, bad_parameter
+from serving.explaining import ServedVersion, served
 from serving.redis_store import LoadedModel
 
 BOUGHT_TOGETHER, VIEWED, POPULARITY = "bought_together", "viewed", "popularity"
@@ -45,7 +46,7 @@ def similar(loaded: LoadedModel, offer_id: str, k: int, exclude: Sequence[str] =
     if column is None:
         raise ApiError(404, "unknown_offer", f"no offer {offer_id!r} in the catalog", "offer_id")
     banned = _banned(loaded, exclude) | {column}
-    names = titles(loaded)
+    names = served(loaded).titles
     chosen: list[tuple[int, float, dict]] = []
     table = loaded.similar
     if table is not None and column < len(table.buyers_):
@@ -71,7 +72,7 @@ def session(loaded: LoadedModel, viewed: Sequence[str], k: int, exclude: Sequenc
         raise bad_parameter("viewed", f"no offer {unknown[0]!r} in the catalog")
     seen = [columns[o] for o in dict.fromkeys(reversed(viewed))][:MAX_VIEWED]  # latest first
     banned = _banned(loaded, exclude) | set(seen)
-    names = titles(loaded)
+    names = served(loaded).titles
     chosen: list[tuple[int, float, dict]] = []
     table = loaded.similar
     trained = [c for c in seen if table is not None and c < len(table.buyers_)]
@@ -107,12 +108,6 @@ def _banned(loaded: LoadedModel, exclude: Sequence[str]) -> set[int]:
     return {columns[o] for o in (*loaded.unavailable, *exclude) if o in columns}
 
 
-def titles(loaded: LoadedModel) -> list[str]:
-    if "title" not in loaded.offers:
-        return list(loaded.offer_columns)
-    return [str(t) for t in loaded.offers["title"]]
-
-
 def _criterion(category: str, text: str, share: float) -> dict:
     return {"category": category, "text": text, "share": share, "direction": "positive"}
 
@@ -122,19 +117,18 @@ def _popular_fill(loaded: LoadedModel, anchor: int | None, n: int, banned: set[i
     """Up to n of the most bought offers, of the anchor offer's category when it has one."""
     if n <= 0:
         return []
+    version = served(loaded)
     attribute = default_category_attribute(loaded.offers)
     order = loaded.popular_columns
     values: list[str] = []
     if attribute is not None and anchor is not None:
         values = attribute_values(loaded.offers[attribute].iloc[anchor])
-    keep = np.ones(len(order), dtype=bool)
-    if values:
-        held = loaded.offers[attribute].map(attribute_values).to_numpy()[order]
-        keep = np.fromiter((bool(set(v) & set(values)) for v in held), dtype=bool,
-                           count=len(order))
+        if values:
+            holding = version.holding(attribute)
+            order = order[np.isin(order, np.concatenate([holding[v] for v in values]))]
     where = f" in {attribute} {' / '.join(values)}" if values else ""
     out = []
-    for column in order[keep].tolist():
+    for column in order[:n + len(banned)].tolist():  # enough, whatever is banned
         if column in banned:
             continue
         bought = int(loaded.popularity[column])
@@ -146,7 +140,8 @@ def _popular_fill(loaded: LoadedModel, anchor: int | None, n: int, banned: set[i
 
 
 def _offers(loaded: LoadedModel, chosen: list[tuple[int, float, object]]) -> list[dict]:
-    ids, names = list(loaded.offer_columns), titles(loaded)
+    version: ServedVersion = served(loaded)
+    ids, names = version.offer_ids, version.titles
     return [{"offer_id": ids[c], "title": names[c], "score": float(score),
              "criteria": criteria if isinstance(criteria, list) else [criteria]}
             for c, score, criteria in chosen]

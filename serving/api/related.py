@@ -11,6 +11,7 @@ from serving import related
 from serving.api import params
 from serving.auth import ADMIN, STOREFRONT, current_principal, require
 from serving.errors import bad_parameter
+from serving.explaining import served
 from serving.served import ServedRecord
 
 bp = Blueprint("related", __name__)
@@ -27,8 +28,8 @@ def similar(offer_id: str):
     exclude = args.id_list("exclude")
     loaded = services.cache.live()
     answer = related.similar(loaded, offer_id, k, exclude)
-    titles = dict(zip(loaded.offer_columns, related.titles(loaded), strict=True))
-    body = {"request_id": g.request_id, "offer_id": offer_id, "title": titles[offer_id]} \
+    title = served(loaded).titles[loaded.offer_columns[offer_id]]
+    body = {"request_id": g.request_id, "offer_id": offer_id, "title": title} \
         | related.envelope(loaded, "none") | {"offers": answer.offers}
     _record(services, "similar", "none", answer, {"offer_id": offer_id, "k": k,
                                                   "exclude": list(exclude)}, reasons=True)
