@@ -84,12 +84,24 @@ class Artifact(ManifestView):
 
     @cached_property
     def histories(self) -> dict[str, tuple[str, ...]]:
-        """Distinct past offers of every customer, oldest first."""
-        ordered = self.history.sort_values("timestamp", kind="stable")
-        return {
-            str(customer): tuple(dict.fromkeys(group["offer_id"].astype(str)))
-            for customer, group in ordered.groupby("customer_id", sort=False)
-        }
+        """Distinct past offers of every customer, oldest first (customers in the order of their
+        first interaction). With array operations: a million customers take seconds, where a
+        pandas group per customer took minutes."""
+        ordered = self.history
+        if not ordered["timestamp"].is_monotonic_increasing:  # a training history already is
+            ordered = ordered.sort_values("timestamp", kind="stable")
+        customer, customers = pd.factorize(ordered["customer_id"])  # first seen first
+        offer, offers = pd.factorize(ordered["offer_id"].astype(str))
+        known = customer >= 0
+        customer, offer = customer[known].astype(np.int64), offer[known].astype(np.int64)
+        # each customer's first interaction with an offer, then by customer, oldest first
+        _, first = np.unique(customer * max(len(offers), 1) + offer, return_index=True)
+        first = np.sort(first)
+        first = first[np.argsort(customer[first], kind="stable")]
+        names = np.asarray(offers, dtype=object)[offer[first]]
+        bounds = np.searchsorted(customer[first], np.arange(len(customers) + 1))
+        return {str(c): tuple(names[a:b])
+                for c, a, b in zip(customers, bounds[:-1], bounds[1:], strict=True)}
 
     def customer_attributes(self, customer_id: str) -> dict[str, object]:
         """Known attribute values of a customer the model was trained on (unknown ones left out)."""

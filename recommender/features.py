@@ -88,38 +88,104 @@ def user_feature_matrix(
 
     `taxonomy` (default: the dataset's) decides which attributes become features. Every history
     feature of every offer exists, so a later interaction with any offer can be placed without
-    retraining."""
+    retraining.
+
+    Row by row the weights are customer_feature_weights' (tests/test_features_vectorized.py holds
+    them against it); the features other than history ones are numbered in the order
+    customer_feature_weights names them, customer after customer. Computed with array operations,
+    never a Python step per customer or interaction: a million customers take seconds."""
     taxonomy = taxonomy or dataset.taxonomy
-    names: dict[str, int] = {}
+    if history_mode not in HISTORY_MODES:
+        raise ValueError(f"history_mode must be one of {HISTORY_MODES}, not {history_mode!r}")
+    g_history = taxonomy.categories.index(HISTORY)
+    names: list[str] = []
     categories: list[int] = []
-
-    def column(name: str, category: str) -> int:
-        if name not in names:
-            names[name] = len(names)
-            categories.append(taxonomy.categories.index(category))
-        return names[name]
-
     if history_mode in ("items", "blend"):
-        for offer in dataset.offer_ids:
-            column(f"history:{offer}", HISTORY)
-    rows, cols, weights = [], [], []
-    histories = customer_histories(dataset)
-    records = dataset.customers.to_dict("records")
-    for row, (customer_id, attributes) in enumerate(zip(dataset.customer_ids, records, strict=True)):
-        features = customer_feature_weights(
-            taxonomy, attributes, histories[row], history_mode=history_mode,
-            customer_id=customer_id if histories[row] else None,
-        )
-        for name, weight in features.items():
-            category = HISTORY if name.startswith(("history:", "customer:")) else \
-                taxonomy.attributes[name.split("=", 1)[0]]
-            rows.append(row)
-            cols.append(column(name, category))
-            weights.append(weight)
+        names += [f"history:{offer}" for offer in dataset.offer_ids]
+        categories += [g_history] * dataset.n_offers
+    n = dataset.n_customers
+
+    # attribute features: one entry per (customer, value), ordered as customer_feature_weights
+    # orders them (category, then attribute, then value); `named` numbers each distinct name
+    named: dict[str, int] = {}
+    named_category: list[int] = []
+    rows, sort_keys, name_ids = [], [], []
+    for j, attribute in enumerate(dataset.customers.columns):
+        if attribute not in taxonomy.attributes:
+            continue  # attributes the taxonomy leaves out (e.g. fairness through unawareness)
+        g = taxonomy.categories.index(taxonomy.attributes[attribute])
+        codes, uniques = pd.factorize(dataset.customers[attribute])  # unknown: -1
+        per_value = [[named.setdefault(f"{attribute}={v}", len(named)) for v in
+                      attribute_values(value)] for value in uniques]
+        named_category += [g] * (len(named) - len(named_category))
+        lengths = np.array([len(v) for v in per_value] + [0], dtype=np.int64)  # [-1]: unknown
+        counts = lengths[codes]
+        owner = np.repeat(np.arange(n), counts)
+        # the k-th value of each customer's value list
+        k = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        offsets = np.cumsum(lengths) - lengths
+        flat = np.array([i for v in per_value for i in v] + [0], dtype=np.int64)
+        rows.append(owner)
+        name_ids.append(flat[offsets[codes[owner]] + k])
+        sort_keys.append((np.full(len(owner), g), np.full(len(owner), j), k))
+    n_named = len(named)
+    row = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    name_id = np.concatenate(name_ids) if name_ids else np.empty(0, np.int64)
+    g_key, j_key, k_key = (np.concatenate([key[i] for key in sort_keys]) if sort_keys
+                           else np.empty(0, np.int64) for i in range(3))
+    # each category's weights sum to 1 over its values, repeated values counted
+    n_categories = len(taxonomy.categories)
+    per_category = np.bincount(row * n_categories + g_key, minlength=n * n_categories)
+    weight = 1.0 / per_category[row * n_categories + g_key]
+
+    # past offers: distinct, as history_weights counts them
+    customer, offer = dataset.customer_codes.astype(np.int64), dataset.offer_codes.astype(np.int64)
+    # sorted and deduplicated by hand: np.unique's hash path takes 20 times as long here
+    distinct = np.sort(customer * max(dataset.n_offers, 1) + offer)
+    distinct = distinct[np.append(True, distinct[1:] != distinct[:-1])] if len(distinct) \
+        else distinct
+    h_row, h_col = distinct // max(dataset.n_offers, 1), distinct % max(dataset.n_offers, 1)
+    n_distinct = np.bincount(h_row, minlength=n)
+    has_history = n_distinct > 0
+    share = IDENTITY_SHARE if history_mode == "blend" else 0.0
+    # the learned identity comes after the customer's attribute features (category n_categories)
+    identity_rows = np.flatnonzero(has_history) if history_mode != "items" else np.empty(0, int)
+    row = np.concatenate([row, identity_rows])
+    name_id = np.concatenate([name_id, n_named + identity_rows])
+    weight = np.concatenate([weight, np.full(len(identity_rows),
+                                             share if history_mode == "blend" else 1.0)])
+    g_key = np.concatenate([g_key, np.full(len(identity_rows), n_categories)])
+    j_key = np.concatenate([j_key, np.zeros(len(identity_rows), np.int64)])
+    k_key = np.concatenate([k_key, np.zeros(len(identity_rows), np.int64)])
+
+    # a name's column: in the order of first use, customer by customer, each in its own order
+    order = np.lexsort((k_key, j_key, g_key, row))
+    row, name_id, weight = row[order], name_id[order], weight[order]
+    used, first = np.unique(name_id, return_index=True)  # a repeated value: its first entry
+    by_first = np.argsort(first, kind="stable")
+    column_of = np.full(n_named + n, -1, dtype=np.int64)
+    column_of[used[by_first]] = len(names) + np.arange(len(used))
+    identity_names = [f"customer:{c}" for c in dataset.customer_ids]
+    attribute_names = list(named)
+    for i in used[by_first]:
+        if i < n_named:
+            names.append(attribute_names[i])
+            categories.append(named_category[i])
+        else:
+            names.append(identity_names[i - n_named])
+            categories.append(g_history)
+    # one entry per (customer, name): a value repeated in a customer's list counts once
+    _, keep = np.unique(row * (n_named + n) + name_id, return_index=True)
+    cols = column_of[name_id[keep]]
+    row, weight = row[keep], weight[keep]
+    if history_mode in ("items", "blend"):
+        row = np.concatenate([row, h_row])
+        cols = np.concatenate([cols, h_col])  # history features are the first n_offers
+        weight = np.concatenate([weight, (1.0 - share) / n_distinct[h_row]])
     matrix = sp.csr_matrix(
-        (np.asarray(weights, np.float32), (rows, cols)), shape=(dataset.n_customers, len(names))
+        (weight.astype(np.float32), (row, cols)), shape=(n, len(names))
     )
-    return matrix, np.array(list(names), dtype=object), np.asarray(categories, dtype=np.int32)
+    return matrix, np.array(names, dtype=object), np.asarray(categories, dtype=np.int32)
 
 
 def item_feature_matrix(

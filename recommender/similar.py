@@ -63,6 +63,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from recommender.threads import thread_map
+
 NO_NEIGHBOUR = -1  # padding of neighbours_ where an offer has fewer co-bought offers
 # rows x offers of one block of the co-occurrence product: its worst case (every pair co-bought)
 # is 2**22 stored pairs, about 50 MB with the arrays fit derives from them
@@ -88,6 +90,7 @@ class SimilarOffers(BaseEstimator):
     sequence_decay: how fast the bonus fades with the steps.
     block_cells: rows x offers of one block of X^T X that fit computes at a time (sparse): memory
         is bounded by it and the sparse inputs, never offers x offers.
+    n_jobs: threads fit's blocks run on (None: one per available CPU); the result is the same.
 
     Fitted attributes (n = offers, N = neighbours)
     ----------------------------------------------
@@ -107,6 +110,7 @@ class SimilarOffers(BaseEstimator):
         self, neighbours: int = 50, customer_exponent: float = 0.75,
         popularity_exponent: float = 0.25, shrinkage: float = 5.0, sequence_weight: float = 0.0,
         sequence_window: int = 3, sequence_decay: float = 0.5, block_cells: int = BLOCK_CELLS,
+        n_jobs: int | None = None,
     ) -> None:
         self.neighbours = neighbours
         self.customer_exponent = customer_exponent
@@ -116,6 +120,7 @@ class SimilarOffers(BaseEstimator):
         self.sequence_window = sequence_window
         self.sequence_decay = sequence_decay
         self.block_cells = block_cells
+        self.n_jobs = n_jobs
 
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, interactions: sp.spmatrix, timestamps: sp.spmatrix | None = None) -> Self:
@@ -148,7 +153,8 @@ class SimilarOffers(BaseEstimator):
         source_norm, target_norm = safe ** (1.0 - b), safe ** b
         # a block of rows x offers cells at most, however dense the co-occurrences get
         rows_per_block = max(1, int(self.block_cells) // max(n_offers, 1))
-        for lo in range(0, n_offers, rows_per_block):
+
+        def block(lo: int) -> None:  # writes its own rows only: blocks run on threads
             hi = min(lo + rows_per_block, n_offers)
             # one row of a sparse product depends only on that row of the left factor, summed in
             # the same order whatever the block: blockwise results equal one block's bit for bit
@@ -178,6 +184,9 @@ class SimilarOffers(BaseEstimator):
             scores[row, rank] = score[top]
             together[row, rank] = count[top]
 
+        # sparse products and sorts release the GIL: a million customers' pairs take minutes on
+        # one core
+        thread_map(block, range(0, n_offers, rows_per_block), threads=self.n_jobs)
         self.neighbours_ = neighbours
         self.scores_ = scores
         self.together_ = together

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recommender.errors import DataError
-from recommender.loaders import generate_storefront, load_synthetic
+from recommender.loaders import generate_storefront, load_synthetic, synthetic
 from recommender.loaders.synthetic import (
     CATEGORIES,
     DRIVER_ATTRIBUTES,
@@ -154,3 +154,104 @@ def test_tiny_storefront_caps_interactions_at_offer_count():
     counts = dataset.interactions.groupby("customer_id").size()
     assert counts.max() <= 10 and counts.min() >= 5
     assert np.isin(dataset.offers["category"], CATEGORIES).all()
+
+
+# --- the sparse sampler (large storefronts: time and memory linear in the interactions) --------
+@pytest.fixture(scope="module")
+def sparse() -> Storefront:
+    return generate_storefront(sampler="sparse")
+
+
+def test_auto_sampler_keeps_the_dense_data_below_its_threshold(monkeypatch):
+    dense = generate_storefront(seed=7, sampler="dense", **SMALL)
+    assert generate_storefront(seed=7, **SMALL).dataset.fingerprint() == dense.dataset.fingerprint()
+    sparse = generate_storefront(seed=7, sampler="sparse", **SMALL)
+    assert sparse.dataset.fingerprint() != dense.dataset.fingerprint()
+    # the customers, offers and truth come before the interactions: the same in both
+    for name in ("customers", "offers"):
+        pd.testing.assert_frame_equal(getattr(sparse.dataset, name), getattr(dense.dataset, name))
+    pd.testing.assert_series_equal(sparse.preferred_categories, dense.preferred_categories)
+    monkeypatch.setattr(synthetic, "DENSE_MAX_CELLS", SMALL["n_customers"] * SMALL["n_offers"] - 1)
+    assert generate_storefront(seed=7, **SMALL).dataset.fingerprint() \
+        == sparse.dataset.fingerprint()
+
+
+def test_sparse_sampler_is_deterministic():
+    first = generate_storefront(seed=7, sampler="sparse", **SMALL)
+    again = generate_storefront(seed=7, sampler="sparse", **SMALL)
+    pd.testing.assert_frame_equal(first.dataset.interactions, again.dataset.interactions)
+    other = generate_storefront(seed=8, sampler="sparse", **SMALL)
+    assert other.dataset.fingerprint() != first.dataset.fingerprint()
+
+
+def test_sparse_sampler_draws_distinct_offers_in_range(sparse, store):
+    interactions = sparse.dataset.interactions
+    counts = interactions.groupby("customer_id").size().reindex(sparse.dataset.customer_ids)
+    assert counts.min() >= 5 and counts.max() <= 40 and counts.notna().all()
+    assert 20 < counts.mean() < 25  # uniform over 5..40
+    assert not interactions.duplicated(["customer_id", "offer_id"]).any()
+    # the same table as the dense sampler's: columns, types, order by time
+    dense = store.dataset.interactions
+    assert list(interactions.columns) == list(dense.columns)
+    assert (interactions.dtypes == dense.dtypes).all()
+    assert interactions.index.equals(pd.RangeIndex(len(interactions)))
+    assert interactions["timestamp"].is_monotonic_increasing
+    assert set(interactions["kind"]) == {"purchase", "click"}
+    assert 0.25 < (interactions["kind"] == "click").mean() < 0.35
+
+
+@pytest.mark.parametrize("category, attribute", sorted(DRIVER_ATTRIBUTES.items()))
+def test_sparse_segment_drivers_concentrate_in_their_segment_categories(sparse, category,
+                                                                        attribute):
+    customers = sparse.dataset.customers
+    segment_categories = customers[attribute].map(SEGMENT_PREFERENCES[attribute])
+    share = share_in(with_category(sparse), segment_categories)
+    driven = share[sparse.driver[share.index] == category]
+    history = share[sparse.driver[share.index] == HISTORY].mean()
+    # chance is 2 of 10 categories; the noisy half of them still buys half in their categories
+    assert driven[~sparse.noisy[driven.index]].mean() > 0.7
+    assert driven.mean() > 0.55
+    assert history < 0.3
+    assert driven.mean() > 2.5 * history
+
+
+def test_sparse_history_drivers_follow_their_own_past(sparse):
+    interactions = with_category(sparse)
+    history = sparse.driver[sparse.driver == HISTORY].index
+    mine = interactions[interactions["customer_id"].isin(history)
+                        & ~sparse.noisy.reindex(interactions["customer_id"]).to_numpy()]
+    position = mine.groupby("customer_id").cumcount()
+    size = mine.groupby("customer_id")["offer_id"].transform("size")
+    early, late = mine[position < size // 2], mine[position >= size // 2]
+    top_two = early.groupby("customer_id")["category"].agg(
+        lambda c: tuple(c.value_counts().index[:2]))
+    assert share_in(late, top_two).mean() > 0.5
+    # mostly in their own favourite categories (chance: 2 of 10), noisy half included
+    assert share_in(interactions, sparse.preferred_categories)[history].mean() > 0.55
+
+
+def test_sparse_planted_disparity_and_null_group():
+    # a catalog large enough for 40 distinct offers to fit in two categories (60 offers is not)
+    store = generate_storefront(n_customers=600, n_offers=600, seed=2, sampler="sparse",
+                                drivers={HISTORY: 0.5, "random": 0.5})
+    share = share_in(with_category(store), store.preferred_categories)
+    driver = store.driver[share.index]
+    noisy = store.noisy[share.index]
+    assert share[(driver == "random")].mean() < 0.3  # uniform: about 2 of 10 categories
+    assert share[(driver == HISTORY) & ~noisy].mean() - share[(driver == HISTORY) & noisy].mean() \
+        > 0.2
+
+
+def test_sparse_sampler_fills_a_catalog_barely_larger_than_the_counts():
+    # every customer needs 8 to 10 of 10 offers: the rounds end with uniform top-ups
+    store = generate_storefront(n_customers=50, n_offers=10, sampler="sparse",
+                                interactions_per_customer=(8, 10))
+    counts = store.dataset.interactions.groupby("customer_id").size()
+    assert len(counts) == 50 and counts.min() >= 8 and counts.max() <= 10
+    assert not store.dataset.interactions.duplicated(["customer_id", "offer_id"]).any()
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(DataError) as error:
+        generate_storefront(sampler="quantum", **SMALL)
+    assert error.value.field == "sampler"
