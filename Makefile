@@ -59,9 +59,10 @@ bench-serve: $(STAMP)
 bench-faults: $(STAMP)
 	$(BIN)/python -m benchmarks.faults
 
-# generate, train, publish and serve storefronts of growing size; SIZE=CUSTOMERSxOFFERS,...
+# generate, train, publish and serve storefronts of growing size; SIZE=CUSTOMERSxOFFERS,...;
+# SCALE_ARGS: more options (e.g. --skip als,artifact for the 1M row)
 bench-scale: $(STAMP)
-	$(BIN)/python -m benchmarks.scale $(if $(SIZE),--sizes $(SIZE))
+	$(BIN)/python -m benchmarks.scale $(if $(SIZE),--sizes $(SIZE)) $(SCALE_ARGS)
 
 bench-fairness: $(STAMP)
 	$(BIN)/python -m benchmarks.fairness --data $(ML100K)
