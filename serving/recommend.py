@@ -124,7 +124,7 @@ class Recommender:
         self.rules = rules
         self._rerankers: dict[tuple[str, float], CalibratedReranker] = {}
 
-    def _rules(self, version: ServedVersion) -> CompiledRules | None:
+    def compiled_rules(self, version: ServedVersion) -> CompiledRules | None:
         """The business rules in force, resolved for this version's catalog (None: no rules)."""
         if self.rules is None:
             return None
@@ -147,7 +147,7 @@ class Recommender:
             exclude += tuple(controls.leave_out)  # not used, but bought all the same
         if query.filter is not None:
             exclude = exclude + _outside(version, *query.filter, query.filter_field)
-        rules = self._rules(version)
+        rules = self.compiled_rules(version)
         lower = _placed_lower(version, controls)
         pool = replace(query, k=query.k + SEE_LESS_POOL) if lower else query
         together = _bought_with(version, query.context) if query.context is not None else {}
@@ -247,7 +247,7 @@ class Recommender:
         your_choices = _your_choices(version, controls, offer_id, column)
         if your_choices:
             payload["your_choices"] = your_choices
-        rules = self._rules(version)
+        rules = self.compiled_rules(version)
         effects = rules.effects(column) if rules is not None else []
         body = _envelope(customer_id, version, decision, explanations, rules, view.arm) | payload | {
             "business_rules": [{"change": e, "text": self.templates.business_rule(f"why_{e}")}

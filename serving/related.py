@@ -39,13 +39,15 @@ class Related:
     model_version: str
 
 
-def similar(loaded: LoadedModel, offer_id: str, k: int, exclude: Sequence[str] = ()) -> Related:
-    """Offers bought together with `offer_id`, best first."""
+def similar(loaded: LoadedModel, offer_id: str, k: int, exclude: Sequence[str] = (),
+            never: np.ndarray | None = None) -> Related:
+    """Offers bought together with `offer_id`, best first. never: offer columns the shop's
+    business rules exclude."""
     columns = loaded.offer_columns
     column = columns.get(offer_id)
     if column is None:
         raise ApiError(404, "unknown_offer", f"no offer {offer_id!r} in the catalog", "offer_id")
-    banned = _banned(loaded, exclude) | {column}
+    banned = _banned(loaded, exclude, never) | {column}
     names = served(loaded).titles
     chosen: list[tuple[int, float, dict]] = []
     table = loaded.similar
@@ -61,8 +63,8 @@ def similar(loaded: LoadedModel, offer_id: str, k: int, exclude: Sequence[str] =
     return Related(_offers(loaded, chosen), loaded.version)
 
 
-def session(loaded: LoadedModel, viewed: Sequence[str], k: int, exclude: Sequence[str] = ()
-            ) -> Related:
+def session(loaded: LoadedModel, viewed: Sequence[str], k: int, exclude: Sequence[str] = (),
+            never: np.ndarray | None = None) -> Related:
     """Offers for a visitor who looked at `viewed` (oldest first): each offer's score is the sum,
     over the viewed offers, of how strongly it is bought together with each; its criteria name
     the viewed offers behind it with their exact shares."""
@@ -71,7 +73,7 @@ def session(loaded: LoadedModel, viewed: Sequence[str], k: int, exclude: Sequenc
     if unknown:
         raise bad_parameter("viewed", f"no offer {unknown[0]!r} in the catalog")
     seen = [columns[o] for o in dict.fromkeys(reversed(viewed))][:MAX_VIEWED]  # latest first
-    banned = _banned(loaded, exclude) | set(seen)
+    banned = _banned(loaded, exclude, never) | set(seen)
     names = served(loaded).titles
     chosen: list[tuple[int, float, dict]] = []
     table = loaded.similar
@@ -95,17 +97,18 @@ def session(loaded: LoadedModel, viewed: Sequence[str], k: int, exclude: Sequenc
     return Related(_offers(loaded, chosen), loaded.version)
 
 
-def envelope(loaded: LoadedModel, personalization: str) -> dict:
+def envelope(loaded: LoadedModel, personalization: str, rules_version: str | None) -> dict:
     """What every offers answer carries, for an answer about no one."""
     return {"model_version": loaded.version, "personalization": personalization,
-            "categories_used": [],
+            "categories_used": [], "rules_version": rules_version,
             "disclosure": {"text": ANONYMOUS_DISCLOSURE, "policy": POLICY_URL, "automated": True},
             "links": {"policy": POLICY_URL}}
 
 
-def _banned(loaded: LoadedModel, exclude: Sequence[str]) -> set[int]:
+def _banned(loaded: LoadedModel, exclude: Sequence[str], never: np.ndarray | None) -> set[int]:
     columns = loaded.offer_columns
-    return {columns[o] for o in (*loaded.unavailable, *exclude) if o in columns}
+    banned = {columns[o] for o in (*loaded.unavailable, *exclude) if o in columns}
+    return banned | set(never.tolist()) if never is not None else banned
 
 
 def _criterion(category: str, text: str, share: float) -> dict:

@@ -145,3 +145,19 @@ def test_a_product_page_puts_offers_bought_with_it_first_ranked_for_the_customer
     response = client.get(f"/v1/customers/c00003/offers?context={page}&calibrate=0.5",
                           headers=key())
     assert response.status_code == 400
+
+
+def test_the_shops_exclusion_rules_hold_on_related_lists(make_app, tmp_path):
+    artifact = small_artifact()
+    buyers = _buyers(artifact)
+    page = max(buyers, key=lambda o: len(buyers[o]))
+    first = make_app().test_client().get(f"/v1/offers/{page}/similar?k=3", headers=key())
+    excluded = first.get_json()["offers"][0]["offer_id"]
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'version = "no-{excluded}"\n[exclude]\noffers = ["{excluded}"]\n')
+    client = make_app(published=None, TRUSTREC_RULES=str(rules)).test_client()
+    similar = client.get(f"/v1/offers/{page}/similar?k=59", headers=key()).get_json()
+    assert similar["rules_version"] == f"no-{excluded}"
+    assert excluded not in [o["offer_id"] for o in similar["offers"]]
+    session = client.get(f"/v1/session/offers?viewed={page}&k=59", headers=key()).get_json()
+    assert excluded not in [o["offer_id"] for o in session["offers"]]

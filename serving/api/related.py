@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from flask import Blueprint, current_app, g, jsonify
 
 from serving import related
@@ -27,12 +28,13 @@ def similar(offer_id: str):
     k = args.positive_int("k", DEFAULT_K, services.settings.max_k)
     exclude = args.id_list("exclude")
     loaded = services.cache.live()
-    answer = related.similar(loaded, offer_id, k, exclude)
+    rules, never = _rules(services, loaded)
+    answer = related.similar(loaded, offer_id, k, exclude, never)
     title = served(loaded).titles[loaded.offer_columns[offer_id]]
     body = {"request_id": g.request_id, "offer_id": offer_id, "title": title} \
-        | related.envelope(loaded, "none") | {"offers": answer.offers}
+        | related.envelope(loaded, "none", rules) | {"offers": answer.offers}
     _record(services, "similar", "none", answer, {"offer_id": offer_id, "k": k,
-                                                  "exclude": list(exclude)}, reasons=True)
+                                                  "exclude": list(exclude)}, rules, reasons=True)
     return jsonify(body)
 
 
@@ -47,21 +49,32 @@ def session():
     viewed = args.id_list("viewed")
     exclude = args.id_list("exclude")
     loaded = services.cache.live()
-    answer = related.session(loaded, viewed, k, exclude)
+    rules, never = _rules(services, loaded)
+    answer = related.session(loaded, viewed, k, exclude, never)
     level = "session" if viewed else "none"
-    body = {"request_id": g.request_id} | related.envelope(loaded, level) | {
+    body = {"request_id": g.request_id} | related.envelope(loaded, level, rules) | {
         "offers": answer.offers}
     # what was viewed stays out of the record: the visitor was told it is not stored
-    _record(services, "session", level, answer, {"k": k}, reasons=False)
+    _record(services, "session", level, answer, {"k": k}, rules, reasons=False)
     return jsonify(body)
 
 
+def _rules(services, loaded) -> tuple[str | None, np.ndarray | None]:
+    """(rules version, offer columns they exclude): a shop's "never show" holds on every list;
+    boosts, buries, caps and variety shape the personal ranking only."""
+    compiled = services.recommender.compiled_rules(served(loaded))
+    if compiled is None:
+        return None, None
+    return compiled.version, np.flatnonzero(compiled.excluded)
+
+
 def _record(services, endpoint: str, personalization: str, answer: related.Related,
-            request_params: dict, *, reasons: bool) -> None:
+            request_params: dict, rules_version: str | None, *, reasons: bool) -> None:
     services.on_served(ServedRecord(
         request_id=g.request_id, served_at=time.time(), endpoint=endpoint,
         actor=current_principal().actor, customer_id=ANONYMOUS, model_version=answer.model_version,
         personalization=personalization, consent={}, consent_source="anonymous",
         categories_used=[], offers=[(o["offer_id"], o["score"]) for o in answer.offers],
         params=request_params,
-        reasons={o["offer_id"]: o["criteria"] for o in answer.offers} if reasons else {}))
+        reasons={o["offer_id"]: o["criteria"] for o in answer.offers} if reasons else {},
+        rules_version=rules_version))

@@ -567,6 +567,8 @@ class SimilarOffers(Body):
     model_version: str
     personalization: Literal["none"] = Field(description="No personal data is involved.")
     categories_used: list[str] = Field(max_length=0)
+    rules_version: str | None = Field(description=(
+        "The business rules in force (null: none); their exclusions hold here too."))
     disclosure: AnonymousDisclosure
     links: Links
     offers: list[RelatedOffer]
@@ -579,6 +581,8 @@ class SessionOffers(Body):
         "session: from the offers viewed in this session, passed in the request and stored "
         "nowhere; none: no views given, the most bought offers."))
     categories_used: list[str] = Field(max_length=0)
+    rules_version: str | None = Field(description=(
+        "The business rules in force (null: none); their exclusions hold here too."))
     disclosure: AnonymousDisclosure
     links: Links
     offers: list[RelatedOffer]
