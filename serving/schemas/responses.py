@@ -554,37 +554,28 @@ class RelatedOffer(Body):
         "score; popularity: a popular offer of the same category filling a short list."))
 
 
-class AnonymousDisclosure(Body):
-    text: str
-    policy: str
-    automated: Literal[True]
-
-
-class SimilarOffers(Body):
+class AnonymousEnvelope(Body):
+    """What every answer about no one carries (similar offers, an anonymous session)."""
     request_id: str
-    offer_id: str
-    title: str
     model_version: str
-    personalization: Literal["none"] = Field(description="No personal data is involved.")
     categories_used: list[str] = Field(max_length=0)
     rules_version: str | None = Field(description=(
         "The business rules in force (null: none); their exclusions hold here too."))
-    disclosure: AnonymousDisclosure
+    disclosure: Disclosure
     links: Links
+
+
+class SimilarOffers(AnonymousEnvelope):
+    offer_id: str
+    title: str
+    personalization: Literal["none"] = Field(description="No personal data is involved.")
     offers: list[RelatedOffer]
 
 
-class SessionOffers(Body):
-    request_id: str
-    model_version: str
+class SessionOffers(AnonymousEnvelope):
     personalization: Literal["session", "none"] = Field(description=(
         "session: from the offers viewed in this session, passed in the request and stored "
         "nowhere; none: no views given, the most bought offers."))
-    categories_used: list[str] = Field(max_length=0)
-    rules_version: str | None = Field(description=(
-        "The business rules in force (null: none); their exclusions hold here too."))
-    disclosure: AnonymousDisclosure
-    links: Links
     offers: list[RelatedOffer]
 
 
