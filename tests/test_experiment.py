@@ -115,3 +115,10 @@ def test_promote_and_end_in_one_call(make_app, redis_client, redis_prefix):
     assert promote(redis_client, redis_prefix) == "challenger-v4"
     bodies = [offers(client, f"c{i:05d}") for i in range(20)]
     assert {(b["arm"], b["model_version"]) for b in bodies} == {(None, "challenger-v4")}
+
+
+def test_every_wilson_interval_holds_its_share():
+    for trials in range(1, 400):
+        for successes in range(trials + 1):
+            low, high = wilson(successes, trials)
+            assert 0.0 <= low <= successes / trials <= high <= 1.0

@@ -26,7 +26,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float] |
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials ** 2))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval holds p; rounding alone could put an end a hair past it (at 0 or 1 successes)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def newcombe(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float, float] | None:
