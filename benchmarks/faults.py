@@ -13,9 +13,15 @@ while this one breaks something at second 3:
 - all kill -9: master and workers killed, started again 1 s later (a supervisor's restart);
 - database unreachable: the relay to the database closed for 5 s;
 - publish mid-load: a new model version published;
-- feedback flood: 4 connections send feedback with made-up request ids from one customer token
-  for the second half of the load (their answers are not counted in the row; offers throughput
-  is, against the first half's).
+- feedback flood: 4 connections send feedback with made-up request ids from one customer token,
+  each sending the next as soon as an answer comes, on and off in alternate blocks of
+  FLOOD_BLOCK seconds for twice the other rows' time (their answers are not counted in the row;
+  offers throughput with the flood on is, against the same load's with it off: alternating
+  cancels the drift a load shows over a run, which a first half against a second half does not,
+  and the quiet row gives the same split with no flood at all, the measurement's own spread);
+- flood answered at once: the same with TRUSTREC_REFUSAL_DELAY_MS=0 (gunicorn
+  restarted for it): what the refusal itself costs, as a client that does not wait for answers
+  would find it.
 
 Columns: requests answered; errors by status (`conn` a connection dropped); seconds from the end of
 the fault to the last error and to the first personal answer after it; personal answers given while
@@ -53,6 +59,12 @@ from benchmarks.serve import HOST, children, free_port, start_gunicorn, stop, wa
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = ("127.0.0.1", 5432)
 FAULT_AT = 3.0  # seconds into the load
+FLOOD_BLOCK = 2.0  # the flood is on in the odd blocks of this many seconds, off in the even ones
+
+
+def flood_on(t: float) -> bool:
+    """Whether the flood is on `t` seconds into the load."""
+    return int(t // FLOOD_BLOCK) % 2 == 1
 
 
 # --- the parts we break ---------------------------------------------------------------------------
@@ -141,7 +153,7 @@ class Relay:
 def load(port: int, key: str, customers: list[str], seconds: float, concurrency: int,
          flood_token: str | None, seed: int) -> dict:
     """Offers requests for `seconds`; each answer as (t, status, personalization, consent known,
-    request id). With flood_token, another process floods feedback for the second half."""
+    request id). With flood_token, another process floods feedback in alternate blocks."""
     rng = random.Random(seed)
     answers: list[tuple] = []
     flood: dict = {}
@@ -179,8 +191,7 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
     if flood_token:  # a process of its own: its threads must not slow this one's down
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
-        flooder = context.Process(target=_flood, args=(queue, port, flood_token, seconds / 2,
-                                                      seconds / 2))
+        flooder = context.Process(target=_flood, args=(queue, port, flood_token, start, seconds))
         flooder.start()
     for thread in threads:
         thread.start()
@@ -192,11 +203,11 @@ def load(port: int, key: str, customers: list[str], seconds: float, concurrency:
     return {"answers": answers, "flood": flood}
 
 
-def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
-    """4 connections sending feedback with made-up request ids from one customer token, from
-    `delay` seconds on, for `seconds` (the first half of the load runs without them)."""
-    time.sleep(delay)
-    stop_at = time.monotonic() + seconds
+def _flood(queue, port: int, token: str, start: float, seconds: float) -> None:
+    """4 connections sending feedback with made-up request ids from one customer token while
+    `flood_on` (monotonic time from `start`, the load's, shared by processes on Linux), until
+    `start + seconds`."""
+    stop_at = start + seconds
     counts: Counter = Counter()
     lock = threading.Lock()
 
@@ -204,7 +215,10 @@ def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
         connection = http.client.HTTPConnection(HOST, port, timeout=10)
         body = json.dumps({"request_id": uuid.uuid4().hex, "offer_id": "o0001",
                            "kind": "clicked"})
-        while time.monotonic() < stop_at:
+        while (now := time.monotonic()) < stop_at:
+            if not flood_on(now - start):
+                time.sleep(FLOOD_BLOCK - (now - start) % FLOOD_BLOCK)
+                continue
             try:
                 connection.request("POST", "/v1/feedback", body=body, headers={
                     "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -228,7 +242,7 @@ def _flood(queue, port: int, token: str, delay: float, seconds: float) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # the flood's own CPU, taken from the same 2 cores as the service (an attacker's is elsewhere)
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
-    queue.put({"answers": dict(counts), "client cpu share": cpu / seconds})
+    queue.put({"answers": dict(counts), "client cpu share": cpu / (seconds / 2)})
 
 
 def _load_in_child(queue, *args) -> None:
@@ -332,8 +346,16 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(5)
         relay.start()
 
+    def restart(settings: dict) -> None:
+        stop(server[0])
+        server[0] = start_gunicorn(port, env | settings, gunicorn_args, log)
+        wait_ready(port, server[0], log)
+        load(port, key, customers, 3.0, args.concurrency, None, 98)  # warm, as the others are
+
+    floods = {"feedback flood": {},
+              "flood answered at once": {"TRUSTREC_REFUSAL_DELAY_MS": "0"}}
     faults = {
-        "quiet": None, "feedback flood": None, "redis lost": restart_redis,
+        "quiet": None, **dict.fromkeys(floods), "redis lost": restart_redis,
         "worker kill -9": kill_worker, "all kill -9": kill_all,
         "database unreachable": cut_database if relay is not None else "n/a",
         "publish mid-load": lambda: publish(second, client, prefix, progress=False),
@@ -347,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"fault": name, "note": f"not run: {db_kind}"})
                 continue
             queue = multiprocessing.get_context("spawn").Queue()
+            flood = name in floods
+            if floods.get(name):
+                restart(floods[name])
             child = multiprocessing.get_context("spawn").Process(
-                target=_load_in_child, args=(queue, port, key, customers, args.seconds,
+                target=_load_in_child, args=(queue, port, key, customers,
+                                             args.seconds * (2 if flood else 1),
                                              args.concurrency,
-                                             token if name == "feedback flood" else None, seed))
+                                             token if flood else None, seed))
             child.start()
             if fault is not None:
                 time.sleep(FAULT_AT)
@@ -360,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_row(name, result, fault is not None))
             received[name] = [a[4] for a in result["answers"] if a[1] == 200]
             wait_ready(port, server[0], log, seconds=60)  # back before the next fault
+            if floods.get(name):
+                restart({})
         # everything settled: a graceful stop commits what the workers hold
         stop(server[0])
         server[0] = start_gunicorn(port, env, gunicorn_args, log)  # replays any journal left
@@ -413,15 +441,34 @@ def _row(name: str, result: dict, faulted: bool) -> dict:
         "personal while consent unknown": sum(
             a[1] == 200 and a[2] != "none" and a[3] is False for a in answers),
     }
+    if name == "quiet" or result["flood"]:  # the others' faults weigh on one block
+        _flood_split(row, answers)
     if result["flood"]:
-        # offers throughput with the flood (second half) against without it (first half)
-        half = max(a[0] for a in answers) / 2
-        before = sum(a[1] == 200 and a[0] < half for a in answers)
-        during = sum(a[1] == 200 and a[0] >= half for a in answers)
         row["feedback flood answers"] = result["flood"]["answers"]
         row["flood client cpu share"] = result["flood"]["client cpu share"]
-        row["flood / no flood"] = during / before if before else None
     return row
+
+
+def _flood_split(row: dict, answers: list[tuple]) -> None:
+    """Offers per second with the flood on against off (the quiet row: the same split, no flood),
+    from the second block on: in the first the load's connections are still opening."""
+    counted = [a for a in answers if a[0] >= FLOOD_BLOCK]
+    on = [a for a in counted if flood_on(a[0])]
+    off = [a for a in counted if not flood_on(a[0])]
+    on_s, off_s = _flood_seconds(max(a[0] for a in answers))
+    off_s -= FLOOD_BLOCK
+    if on_s and off_s and off:
+        row["on / off"] = (sum(a[1] == 200 for a in on) / on_s) / (
+            sum(a[1] == 200 for a in off) / off_s)
+
+
+def _flood_seconds(end: float) -> tuple[float, float]:
+    """Seconds of [0, end) with the flood on, and off."""
+    on = off = 0.0
+    for block in range(int(end // FLOOD_BLOCK) + 1):
+        span = max(0.0, min(FLOOD_BLOCK, end - block * FLOOD_BLOCK))
+        on, off = (on + span, off) if flood_on(block * FLOOD_BLOCK) else (on, off + span)
+    return on, off
 
 
 def _print(rows: list[dict]) -> None:
@@ -441,14 +488,14 @@ def _print(rows: list[dict]) -> None:
                 value = "-"
             cells.append(f"{value!s:>14}" if i else f"{value!s:<22}")
         print("  ".join(cells))
-    flood = next((r for r in rows if "feedback flood answers" in r), None)
-    if flood:
-        print(f"\nfeedback flood: offers throughput {flood['flood / no flood']:.2f} of the same "
-              f"load's without it (second half against first); flood answers "
-              f"{flood['feedback flood answers']} (429: rate limited; 404: refused at once); the "
-              f"flood's client used {flood['flood client cpu share']:.0%} of a core of the same "
-              f"2 the service has")
-
+    quiet = next((r for r in rows if r["fault"] == "quiet"), {})
+    print(f"\nfeedback floods: offers throughput with the flood on against off ({FLOOD_BLOCK:g} s "
+          f"blocks); the quiet row's same split, no flood: {quiet.get('on / off', float('nan')):.2f}")
+    for flood in (r for r in rows if "feedback flood answers" in r):
+        print(f"  {flood['fault']}: {flood['on / off']:.2f}; flood answers "
+              f"{flood['feedback flood answers']} (429: rate limited; 404: the budget's, refused "
+              f"at once); the flood's client used {flood['flood client cpu share']:.0%} of a core "
+              f"of the 2 the service has")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -93,11 +93,11 @@ def free_port() -> int:
 def start_gunicorn(port: int, env: dict, args: argparse.Namespace, log: Path) -> subprocess.Popen:
     command = [
         str(Path(sys.executable).with_name("gunicorn")), "-c", "python:serving.gunicorn_conf",
-        "-w", str(args.workers), "-k", args.worker_class,
-        # threads only for gthread: gunicorn makes a sync worker with threads a gthread one
-        *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
-        "-b", f"{HOST}:{port}", "serving.app:create_app()",
+        "-w", str(args.workers), "-b", f"{HOST}:{port}", "serving.app:create_app()",
     ]
+    # the worker class and threads through the settings, as production sets them: the settings
+    # pick the project's sync worker, which `-k sync` would replace with gunicorn's
+    env = env | {"TRUSTREC_WORKER_CLASS": args.worker_class, "TRUSTREC_THREADS": str(args.threads)}
     with log.open("w") as out:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -107,7 +107,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     register_blueprints(app)
     limit_writes(app, services.redis, settings.redis_prefix, customer=settings.rate_limit_customer,
-                 key=settings.rate_limit_key, observe=services.metrics.observe)
+                 key=settings.rate_limit_key, observe=services.metrics.observe,
+                 refusal_delay=settings.refusal_delay_ms / 1000)
     app.register_blueprint(customer_pages)  # HTML for customers, over the API above
     if not settings.api_keys:
         log.warning("no API keys configured (TRUSTREC_API_KEYS): every authenticated request "

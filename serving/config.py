@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     rate_limit_key: str = Field("6000/minute", validation_alias=_env("TRUSTREC_RATE_LIMIT_KEY"),
                                 description="writes per API key (a storefront writes for all its "
                                             "customers)")
+    refusal_delay_ms: int = Field(
+        1000, ge=0, le=10_000, validation_alias=_env("TRUSTREC_REFUSAL_DELAY_MS"),
+        description="sync workers: a write from a customer or key already refused in this window "
+                    "is answered this much later, by a thread that holds no worker (a client "
+                    "flooding refused writes waits, the others do not); 0: at once")
     audit_journal: str | None = Field(
         ".trustrec/audit-journal", validation_alias=_env("TRUSTREC_AUDIT_JOURNAL"),
         description="folder of the audit journal (audit rows written before each response leaves, "

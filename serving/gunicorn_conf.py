@@ -67,9 +67,12 @@ workers = settings.workers
 # --worker-class gthread|sync). gthread (TRUSTREC_WORKER_CLASS=gthread,
 # TRUSTREC_THREADS) keeps connections alive, for clients that connect directly rather than through
 # a proxy; sync workers expect a proxy in front that buffers slow clients (gunicorn's advice).
-worker_class = settings.worker_class
+# sync is gunicorn's, answering writes from a credential already refused before the app
+# (serving.gunicorn_worker): `-k sync` on the command line takes gunicorn's own instead.
+worker_class = ("serving.gunicorn_worker.SyncWorker" if settings.worker_class == "sync"
+                else settings.worker_class)
 # gunicorn turns a sync worker with more than one thread into gthread: threads only for gthread
-threads = settings.threads if worker_class == "gthread" else 1
+threads = settings.threads if settings.worker_class == "gthread" else 1
 keepalive = 5  # gthread: idle keep-alive connections are closed after this many seconds
 timeout = 30
 graceful_timeout = 20

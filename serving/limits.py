@@ -27,6 +27,8 @@ from werkzeug.exceptions import HTTPException
 from serving.auth import CUSTOMER, Principal
 
 # The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
+REFUSED = "429 TOO MANY REQUESTS"  # the status line's words, as Flask writes them
+
 WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
           "accountability.feedback", "accountability.update_case", "accountability.erase",
           "controls.add", "controls.undo", "controls.correct", "accountability.contact")
@@ -34,10 +36,13 @@ WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
 
 def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str, key: str,
                  endpoints: Iterable[str] = WRITES,
-                 observe: Callable[[str, str, int, float], None] | None = None) -> Limiter:
+                 observe: Callable[[str, str, int, float], None] | None = None,
+                 refusal_delay: float = 0.0) -> Limiter:
     """Limit `endpoints` of `app`, together, to `customer` writes per customer (their tokens) and `key`
     per API key (limits as Flask-Limiter reads them: "30/minute"). `observe(rule, method, status,
-    seconds)` counts the refusals answered before Flask (the app's metrics)."""
+    seconds)` counts the refusals answered before Flask (the app's metrics); `refusal_delay`
+    (seconds) is how long a server that can wait without holding a worker waits before answering
+    a repeated refusal (RefusedCredentials.delay)."""
 
     def budget() -> str:
         principal = _caller_principal()  # None: exempt (a 401), whatever this says
@@ -57,7 +62,7 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
     endpoints = tuple(endpoints)
     for endpoint in endpoints:
         app.view_functions[endpoint] = writes(app.view_functions[endpoint])
-    refused = RefusedCredentials(app, endpoints, observe=observe)
+    refused = RefusedCredentials(app, endpoints, observe=observe, delay=refusal_delay)
 
     @app.after_request
     def _remember_refusal(response: Response) -> Response:
@@ -71,14 +76,18 @@ def limit_writes(app: Flask, client: redis.Redis, prefix: str, *, customer: str,
 
 
 class RefusedCredentials:
-    """WSGI middleware answering a write from a credential already refused in this window with
-    the same 429, before Flask runs: the window is fixed, so the answer cannot change until it
-    resets. Wraps `app.wsgi_app`; `remember` is called with each refusal the limiter makes."""
+    """Answers a write from a credential already refused in this window with the same 429, before
+    Flask runs: the window is fixed, so the answer cannot change until it resets. Wraps
+    `app.wsgi_app` (WSGI middleware) and is `app.extensions["trustrec.refused"]`, where a server
+    can ask it before it builds the WSGI request at all (`answer`; serving.gunicorn_worker);
+    `remember` is called with each refusal the limiter makes."""
 
     MAX_REMEMBERED = 100_000  # credentials are signed, so only issued ones can fill it
 
     def __init__(self, app: Flask, endpoints: Iterable[str],
-                 observe: Callable[[str, str, int, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, int, float], None] | None = None,
+                 delay: float = 0.0) -> None:
+        self.delay = delay  # seconds; the WSGI answer cannot wait without holding its worker
         self._wsgi_app = app.wsgi_app
         self._url_map = app.url_map
         self._endpoints = frozenset(endpoints)
@@ -86,6 +95,7 @@ class RefusedCredentials:
         # credential -> (window reset at, the limit, the refusal's body)
         self._refused: dict[str, tuple[float, int, bytes]] = {}
         app.wsgi_app = self
+        app.extensions["trustrec.refused"] = self
 
     @staticmethod
     def _credential(environ: dict) -> str | None:
@@ -102,42 +112,49 @@ class RefusedCredentials:
                 return
         self._refused[credential] = (reset_at, limit, body)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        credential = self._credential(environ)
-        if credential is not None and credential in self._refused:
-            started = time.perf_counter()
-            reset_at, limit, body = self._refused[credential]
-            wait = reset_at - time.time()
-            rule = self._write_rule(environ) if wait > 0 else None
-            if rule is not None:
-                self._answer(start_response, body, wait, reset_at, limit)
-                if self._observe is not None:
-                    self._observe(rule, environ["REQUEST_METHOD"], 429,
-                                  time.perf_counter() - started)
-                return [body]
-            if wait <= 0:
-                self._refused.pop(credential, None)
-        return self._wsgi_app(environ, start_response)
-
-    def _write_rule(self, environ: dict) -> str | None:
-        """The limited route this request is for, or None (not a limited write)."""
-        try:
-            rule, _ = self._url_map.bind_to_environ(environ).match(return_rule=True)
-        except HTTPException:
+    def answer(self, credential: str | None, method: str,
+               path: str) -> tuple[list[tuple[str, str]], bytes] | None:
+        """The 429's headers and body when `credential` is refused for this write (`path` as
+        PATH_INFO, decoded), or None: the request goes on to the app. Counted in the metrics."""
+        if credential is None or credential not in self._refused:
             return None
-        return rule.rule if rule.endpoint in self._endpoints else None
-
-    @staticmethod
-    def _answer(start_response: Callable, body: bytes, wait: float, reset_at: float,
-                limit: int) -> None:
-        """The limiter's own 429: its body and headers, the wait counted from now."""
-        start_response("429 TOO MANY REQUESTS", [
+        started = time.perf_counter()
+        reset_at, limit, body = self._refused[credential]
+        wait = reset_at - time.time()
+        if wait <= 0:
+            self._refused.pop(credential, None)
+            return None
+        rule = self._write_rule(method, path)
+        if rule is None:
+            return None
+        headers = [  # the limiter's own 429: its body and headers, the wait counted from now
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("Retry-After", str(max(1, int(wait)))),  # as the limiter counts it
             ("X-RateLimit-Limit", str(limit)), ("X-RateLimit-Remaining", "0"),
             ("X-RateLimit-Reset", str(int(reset_at))),
             ("X-Request-Id", str(uuid.uuid4())), ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-store")])
+            ("Cache-Control", "no-store")]
+        if self._observe is not None:
+            self._observe(rule, method, 429, time.perf_counter() - started)
+        return headers, body
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # PATH_INFO holds the path's bytes as latin-1 (PEP 3333); routing reads them as UTF-8
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        refusal = self.answer(self._credential(environ), environ["REQUEST_METHOD"], path)
+        if refusal is None:
+            return self._wsgi_app(environ, start_response)
+        headers, body = refusal
+        start_response(REFUSED, headers)
+        return [body]
+
+    def _write_rule(self, method: str, path: str) -> str | None:
+        """The limited route this request is for, or None (not a limited write)."""
+        try:
+            rule, _ = self._url_map.bind("localhost").match(path, method, return_rule=True)
+        except HTTPException:
+            return None
+        return rule.rule if rule.endpoint in self._endpoints else None
 
 
 def _caller_principal() -> Principal | None:

@@ -204,6 +204,7 @@ def test_the_documented_gunicorn_command_serves(redis_client, redis_prefix, tmp_
         "TRUSTREC_DATABASE_URL": f"sqlite:///{tmp_path / 'consent.db'}",
         "TRUSTREC_API_KEYS": f"storefront:{hash_key('k')}", "TRUSTREC_SECRET_KEY": "s" * 40,
         "TRUSTREC_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "TRUSTREC_RATE_LIMIT_CUSTOMER": "1/hour", "TRUSTREC_REFUSAL_DELAY_MS": "300",
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     server = subprocess.Popen(
@@ -234,10 +235,33 @@ def test_the_documented_gunicorn_command_serves(redis_client, redis_prefix, tmp_
                 ("/v1/policy", {f"X-Filler-{n}": "x" for n in range(120)}, 431, "headers")):
             got, body = get(port, path, headers)
             assert got == status and json.loads(body)["error"]["field"] == field, body
+        # a customer's writes past the budget: 429 with Retry-After, whichever way each is refused
+        _, token = post(port, f"/v1/customers/{CUSTOMER}/token", {}, {"X-API-Key": "k"})
+        feedback = {"request_id": "r" * 32, "offer_id": "o0001", "kind": "clicked"}
+        statuses = []
+        for _ in range(4):  # the first spends the budget (an unknown request id: 404)
+            status, body = post(port, "/v1/feedback", feedback,
+                                {"Authorization": f"Bearer {json.loads(token)['token']}"})
+            statuses.append(status)
+            assert "error" in json.loads(body)
+        assert statuses == [404, 429, 429, 429]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        log = server.stdout.read().decode()
         server.stdout.close()
+    assert "Using worker: serving.gunicorn_worker.SyncWorker" in log, log[-2000:]
+
+
+def post(port: int, path: str, body: dict, headers: dict) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", path, body=json.dumps(body),
+                           headers=headers | {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def get(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
