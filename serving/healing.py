@@ -1,6 +1,9 @@
 """Redis is a cache that rebuilds itself: when it has lost the live model (a restart without
 persistence, a flush), a worker republishes the artifact from the artifact store and adds back
-the interactions recorded since it was trained, with no one at the keyboard.
+the interactions recorded since it was trained, with no one at the keyboard; then the running
+champion/challenger experiment, as the records database has it (serving.records.challengers),
+with its version, share and start. Until the challenger is back its customers get the champion
+(and their responses are recorded with the champion's arm).
 
 One worker at a time rebuilds (a Redis lock, held while it works); the others see `current` come
 back. Meanwhile requests get the model's popular offers with personalization `none` from the
@@ -20,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from recommender.artifacts import load_artifact
 from serving.publish import publish
+from serving.records.challengers import running_experiment
 from serving.records.erasure import erased_among
 from serving.records.interactions import recorded_since
 from serving.redis_store import RedisModelStore
@@ -91,7 +95,28 @@ class Healer:
                             exclude=erased)
         log.warning("online store rebuilt: %s published, %d interactions added back", published,
                     added)
+        self._restore_experiment(published)
         return published
+
+    def _restore_experiment(self, champion: str) -> None:
+        """Publish the recorded running experiment's challenger again, unless it is the champion
+        (promoted by a publish without the record) or not in the artifact store."""
+        running = running_experiment(self.engine)
+        if running is None or running.version == champion:
+            return
+        path = self.models_dir / running.version
+        if not (path / "manifest.json").is_file():
+            log.error("the running experiment's challenger %s is not in the artifact store %s: the "
+                      "champion serves everyone until it is published again", running.version,
+                      self.models_dir)
+            return
+        artifact = load_artifact(path)
+        erased = erased_among(self.engine, artifact.customer_rows, self.secret)
+        publish(artifact, self.store.client, self.store.keys.prefix, progress=False,
+                exclude=erased, challenger=running.share, since=running.since,
+                records=self.engine)
+        log.warning("experiment restored: challenger %s for %.1f%% of customers since %s",
+                    running.version, 100 * running.share, running.since)
 
     def _artifact_path(self, version: str | None) -> Path:
         if version is not None and (self.models_dir / version / "manifest.json").is_file():

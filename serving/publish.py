@@ -32,12 +32,19 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.exceptions import LockError, WatchError
 from redis.lock import Lock
+from sqlalchemy.engine import Engine
 from tqdm import tqdm
 
 from explain.importance import main_parameters
 from recommender.artifacts import Artifact, load_artifact
 from recommender.offer_index import MIN_OFFERS, OfferIndex
 from serving.arms import Challenger
+from serving.records.challengers import (
+    ENDED,
+    PROMOTED,
+    record_ended,
+    record_started,
+)
 from serving.redis_store import (
     DEFAULT_PREFIX,
     PART_BYTES,
@@ -101,7 +108,7 @@ def publish(
     grace_seconds: float = DEFAULT_GRACE_SECONDS, progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int, int], None] | None = None,
     exclude: Collection[str] = (), offer_index: bool | None = None,
-    challenger: float | None = None,
+    challenger: float | None = None, since: str | None = None, records: Engine | None = None,
 ) -> str:
     """Write `artifact` (or the artifact folder at that path) into Redis, make it current, remove
     versions out of service for longer than grace_seconds; return its version.
@@ -114,7 +121,11 @@ def publish(
 
     challenger: publish as the challenger for this share of customers (0 < share < 1) instead of
     making it current: the champion (current) serves the others (serving.arms); `promote` or
-    `end_challenger` closes the experiment. on_batch(written, total)
+    `end_challenger` closes the experiment. It starts now, or at `since` (ISO 8601: an experiment
+    restored), and is recorded in the `records` database (serving.records.challengers), which a
+    challenger needs: a store rebuilt after Redis lost it restores the experiment from there.
+    Publishing the challenger's version as champion promotes it (recorded when `records` is
+    given). on_batch(written, total)
     runs after each batch of customers is written (progress for other front ends than the tqdm
     bar, and tests)."""
     if not isinstance(artifact, Artifact):
@@ -126,6 +137,8 @@ def publish(
     version = check_version(artifact.version)
     if challenger is not None and not 0 < challenger < 1:
         raise ModelStoreError(f"a challenger's share must be between 0 and 1, not {challenger}")
+    if challenger is not None and records is None:
+        raise ValueError("a challenger is recorded in the records database: pass records=")
     if offer_index is None:
         offer_index = artifact.model.n_offers >= MIN_OFFERS
     # computed before the lock is taken: indexing a large catalog takes longer than LOCK_SECONDS
@@ -142,9 +155,25 @@ def publish(
             prepared = prepared or _prepare(artifact, offer_index, progress)
             marker = _write(artifact, client, keys, lock, prepared, batch_size, progress,
                             on_batch, frozenset(exclude))
-        _flip(client, keys, version, lock, marker, challenger)
+        started = None if challenger is None else Challenger(
+            version, challenger, since or datetime.now(UTC).isoformat(timespec="seconds"))
+        promoted = _flip(client, keys, version, lock, marker, started)
         _collect(client, keys, grace_seconds, keep=version)
+    if started is not None:
+        _record(lambda: record_started(records, started), "runs")
+    elif promoted and records is not None:
+        _record(lambda: record_ended(records, version, PROMOTED), "is the champion")
     return version
+
+
+def _record(write: Callable[[], None], state: str) -> None:
+    """Write the experiment's record after Redis changed: failing, say what holds and what to do."""
+    try:
+        write()
+    except Exception as exc:
+        raise ModelStoreError(
+            f"the online store changed (the challenger {state}) but the records database could "
+            f"not record it ({exc.__class__.__name__}): run the command again") from exc
 
 
 def _check_challenger(client: redis.Redis, keys: Keys, version: str) -> None:
@@ -156,9 +185,10 @@ def _check_challenger(client: redis.Redis, keys: Keys, version: str) -> None:
         raise ModelStoreError(f"{version} is the champion already")
 
 
-def promote(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
+def promote(client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, records: Engine) -> str:
     """Make the challenger the champion (current) for everyone; the former champion stays in
-    the store for the grace period, as after any publish. Returns the version promoted."""
+    the store for the grace period, as after any publish; recorded in `records`. Returns the
+    version promoted."""
     check_client(client)
     keys = Keys(prefix)
     with _publish_lock(client, keys) as lock:
@@ -174,12 +204,15 @@ def promote(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
             pipe.set(keys.current, version).zadd(keys.versions, {version: time.time()})
             pipe.delete(keys.challenger)
             pipe.execute()
+    _record(lambda: record_ended(records, version, PROMOTED), "is the champion")
     return version
 
 
-def end_challenger(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
+def end_challenger(client: redis.Redis, prefix: str = DEFAULT_PREFIX, *,
+                   records: Engine) -> str:
     """Roll the experiment back: everyone gets the champion again, and the challenger version
-    is removed from the store (a request still on it moves to the champion). Returns it."""
+    is removed from the store (a request still on it moves to the champion); recorded in
+    `records`. Returns it."""
     check_client(client)
     keys = Keys(prefix)
     with _publish_lock(client, keys):
@@ -189,6 +222,7 @@ def end_challenger(client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> str:
         version = Challenger.from_json(running).version
         client.delete(keys.challenger)
         _drop(client, keys, version)
+    _record(lambda: record_ended(records, version, ENDED), "has ended")
     return version
 
 
@@ -298,10 +332,10 @@ def _keep(lock: Lock) -> None:
 
 def _flip(
     client: redis.Redis, keys: Keys, version: str, lock: Lock, marker: bytes | None,
-    challenger: float | None = None,
-) -> None:
-    """Make `version` current, or the challenger for a share of customers (and complete, when
-    marker is given), in one transaction."""
+    challenger: Challenger | None = None,
+) -> bool:
+    """Make `version` current, or `challenger` (and complete, when marker is given), in one
+    transaction. Returns whether that promoted the running challenger."""
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -315,17 +349,19 @@ def _flip(
                 pipe.multi()
                 if marker is not None:
                     pipe.set(keys.complete(version), marker).zrem(keys.pending, version)
+                promoted = False
                 if challenger is not None:
                     # listed among the versions so that erasure reaches its customers
-                    pipe.set(keys.challenger, Challenger(
-                        version, challenger, datetime.now(UTC).isoformat(timespec="seconds"),
-                    ).to_json()).zadd(keys.versions, {version: time.time()})
+                    pipe.set(keys.challenger, challenger.to_json()).zadd(
+                        keys.versions, {version: time.time()})
                 elif not unchanged:  # re-publishing the live version must not restart its clock
                     pipe.set(keys.current, version).zadd(keys.versions, {version: time.time()})
-                    if running is not None and Challenger.from_json(running).version == version:
+                    promoted = (running is not None
+                                and Challenger.from_json(running).version == version)
+                    if promoted:
                         pipe.delete(keys.challenger)  # published as champion: promoted
                 pipe.execute()
-                return
+                return promoted
             except WatchError:
                 continue  # `current` moved (by hand?) between our read and the flip: read again
 

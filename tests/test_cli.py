@@ -191,3 +191,34 @@ def test_publish_leaves_out_customers_erased_since_training(tmp_path, redis_clie
     keys = Keys(redis_prefix)
     assert redis_client.exists(keys.customer(artifact.version, "c00002"))
     assert not redis_client.exists(keys.customer(artifact.version, "c00001"))
+
+
+def test_an_experiment_from_the_command_line_is_on_the_record(tmp_path, redis_client,
+                                                              redis_prefix, monkeypatch, capsys):
+    """publish --challenger, then experiment end: Redis and the records database agree."""
+    from test_api import renamed, small_artifact
+
+    from recommender.artifacts import save_artifact
+    from serving.records.challengers import running_experiment
+    from serving.records.database import make_engine
+    from serving.redis_store import Keys
+
+    champion = save_artifact(small_artifact(), tmp_path / "models")
+    challenger = save_artifact(renamed(small_artifact(1), "challenger-cli"), tmp_path / "models")
+    url = f"sqlite:///{tmp_path / 'trustrec.db'}"
+    monkeypatch.setenv("TRUSTREC_DATABASE_URL", url)
+    monkeypatch.setenv("TRUSTREC_SECRET_KEY", "s" * 32)
+    common = ["--redis", url_of(redis_client), "--prefix", redis_prefix]
+    assert cli.main(["publish", str(champion), *common]) == 0
+    assert cli.main(["publish", str(challenger), *common, "--challenger", "0.2"]) == 0
+    engine = make_engine(url)
+    try:
+        running = running_experiment(engine)
+        assert (running.version, running.share) == ("challenger-cli", 0.2)
+        assert redis_client.get(Keys(redis_prefix).challenger).decode() == running.to_json()
+        assert cli.main(["experiment", *common, "end"]) == 0
+        assert running_experiment(engine) is None
+        assert cli.main(["experiment", *common, "promote"]) == 2  # nothing runs
+    finally:
+        engine.dispose()
+    assert "no challenger to promote" in capsys.readouterr().err

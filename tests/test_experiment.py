@@ -13,6 +13,7 @@ from test_api import key, offers, quiet_publish, renamed, small_artifact
 from serving.arms import Challenger, arm_of, bucket
 from serving.publish import end_challenger, promote
 from serving.records.audit import feedback_table, served_table
+from serving.records.challengers import experiments_table, running_experiment
 from serving.records.experiment import newcombe, wilson
 from serving.redis_store import Keys, ModelStoreError
 
@@ -48,7 +49,8 @@ def test_each_arm_serves_its_version_and_its_outcomes_are_counted(make_app, redi
     client = app.test_client()
     champion = small_artifact().version
     challenger = renamed(small_artifact(1), "challenger-v1")
-    quiet_publish(challenger, redis_client, redis_prefix, challenger=0.4)
+    quiet_publish(challenger, redis_client, redis_prefix, challenger=0.4,
+                  records=app.extensions["trustrec"].engine)
     bodies = {}
     for i in range(60):
         customer = f"c{i:05d}"
@@ -95,26 +97,37 @@ def test_each_arm_serves_its_version_and_its_outcomes_are_counted(make_app, redi
         - stats["arms"]["champion"]["clicked"]["share"])
 
 
-def test_promote_and_end_in_one_call(make_app, redis_client, redis_prefix):
-    client = make_app().test_client()
+def test_promote_and_end_in_one_call_and_on_the_record(make_app, redis_client, redis_prefix):
+    app = make_app()
+    client, records = app.test_client(), app.extensions["trustrec"].engine
     with pytest.raises(ModelStoreError, match="no challenger"):
-        promote(redis_client, redis_prefix)
+        promote(redis_client, redis_prefix, records=records)
+    with pytest.raises(ValueError, match="records"):  # an experiment no rebuild could restore
+        quiet_publish(renamed(small_artifact(1), "challenger-v2"), redis_client, redis_prefix,
+                      challenger=0.5)
     quiet_publish(renamed(small_artifact(1), "challenger-v2"), redis_client, redis_prefix,
-                  challenger=0.5)
+                  challenger=0.5, records=records)
+    started = Challenger.from_json(redis_client.get(Keys(redis_prefix).challenger))
+    assert running_experiment(records) == started
     with pytest.raises(ModelStoreError, match="between 0 and 1"):
         quiet_publish(renamed(small_artifact(1), "challenger-v3"), redis_client, redis_prefix,
-                      challenger=1.0)
-    assert end_challenger(redis_client, redis_prefix) == "challenger-v2"
+                      challenger=1.0, records=records)
+    assert end_challenger(redis_client, redis_prefix, records=records) == "challenger-v2"
     keys = Keys(redis_prefix)
-    assert redis_client.get(keys.challenger) is None
+    assert redis_client.get(keys.challenger) is None and running_experiment(records) is None
     assert not list(redis_client.scan_iter(match=keys.customer_pattern("challenger-v2")))
     assert {offers(client, f"c{i:05d}")["arm"] for i in range(20)} == {None}
 
     quiet_publish(renamed(small_artifact(1), "challenger-v4"), redis_client, redis_prefix,
-                  challenger=0.5)
-    assert promote(redis_client, redis_prefix) == "challenger-v4"
+                  challenger=0.5, records=records)
+    assert promote(redis_client, redis_prefix, records=records) == "challenger-v4"
     bodies = [offers(client, f"c{i:05d}") for i in range(20)]
     assert {(b["arm"], b["model_version"]) for b in bodies} == {(None, "challenger-v4")}
+    with records.connect() as connection:
+        rows = connection.execute(sa.select(experiments_table.c.challenger,
+                                            experiments_table.c.outcome)
+                                  .order_by(experiments_table.c.id)).all()
+    assert [tuple(r) for r in rows] == [("challenger-v2", "ended"), ("challenger-v4", "promoted")]
 
 
 def test_every_wilson_interval_holds_its_share():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import test_api
-from test_api import CUSTOMER, ids, key, offers, small_artifact
+from test_api import CUSTOMER, ids, key, offers, quiet_publish, renamed, small_artifact
 
 from recommender.artifacts import save_artifact
 from serving.redis_store import Keys
@@ -52,6 +52,41 @@ def test_a_redis_that_lost_everything_rebuilds_itself(make_app, redis_client, re
     assert after["model_version"] == before["model_version"]
     assert bought not in ids(after)  # the purchase recorded since training is back in history
     assert bought.encode() in redis_client.lrange(Keys(redis_prefix).history(CUSTOMER), 0, -1)
+
+
+def test_a_rebuilt_store_restores_the_running_experiment(make_app, redis_client, redis_prefix,
+                                                         audit_journal):
+    """The experiment's version, share and start come back from the records database: each
+    customer is in the same arm as before, and the outcomes are counted from the same start."""
+    models = audit_journal.parent / "models"
+    save_artifact(small_artifact(), models)
+    challenger = renamed(small_artifact(1), "challenger-v1")
+    save_artifact(challenger, models)
+    app = make_app()
+    client = app.test_client()
+    quiet_publish(challenger, redis_client, redis_prefix, challenger=0.5,
+                  records=app.extensions["trustrec"].engine)
+    keys = Keys(redis_prefix)
+    running = redis_client.get(keys.challenger)
+    customers = [f"c{i:05d}" for i in range(20)]
+    before = {c: offers(client, c)["arm"] for c in customers}
+    assert set(before.values()) == {"champion", "challenger"}
+
+    wipe(redis_client, redis_prefix)
+    client.get(f"/v1/customers/{CUSTOMER}/offers", headers=key())  # finds it empty
+    healed(client)
+    deadline = time.monotonic() + 60
+    while redis_client.get(keys.challenger) is None:  # the challenger comes after the champion
+        assert time.monotonic() < deadline, "the experiment was not restored"
+        time.sleep(0.2)
+    assert redis_client.get(keys.challenger) == running  # version, share and start
+    after = {}
+    while len(after) < len(customers):  # once this worker has seen the challenger again
+        assert time.monotonic() < deadline, after
+        body = offers(client, customers[len(after)])
+        if body["arm"] is not None:
+            after[customers[len(after)]] = body["arm"]
+    assert after == before
 
 
 def test_a_worker_that_never_saw_a_model_answers_503_then_the_rebuilt_one(make_app, audit_journal):

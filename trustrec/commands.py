@@ -122,17 +122,18 @@ def publish(args: argparse.Namespace) -> int:
     if args.grace_seconds < 0:
         raise TrustRecError("--grace-seconds must be at least 0")
     artifact = load_artifact(args.artifact)
-    # customers erased since the artifact was trained (a republish, a rollback) stay erased
     engine = make_engine(settings.database_url)
     try:
         create_schema(engine)
+        # customers erased since the artifact was trained (a republish, a rollback) stay erased
         erased = erased_among(engine, artifact.customer_rows, settings.secret_key)
+        if erased:
+            print(f"leaving out {len(erased)} customers erased since this artifact was trained")
+        # the records database also keeps the experiments: a rebuilt store restores them
+        version = publish_artifact(artifact, client, prefix, grace_seconds=args.grace_seconds,
+                                   exclude=erased, challenger=args.challenger, records=engine)
     finally:
         engine.dispose()
-    if erased:
-        print(f"leaving out {len(erased)} customers erased since this artifact was trained")
-    version = publish_artifact(artifact, client, prefix, grace_seconds=args.grace_seconds,
-                               exclude=erased, challenger=args.challenger)
     if args.challenger is not None:
         print(f"published {version}: the challenger for {args.challenger:.1%} of customers under "
               f"{prefix!r}; `trustrec experiment show` compares the arms")
@@ -157,12 +158,20 @@ def experiment(args: argparse.Namespace) -> int:
 
     settings = _settings()
     store = RedisModelStore(connect(args.redis), args.prefix or settings.redis_prefix)
-    if args.experiment_command == "promote":
-        print(f"promoted {promote(store.client, store.keys.prefix)}: the champion for everyone")
-        return 0
-    if args.experiment_command == "end":
-        print(f"ended: challenger {end_challenger(store.client, store.keys.prefix)} removed, the "
-              "champion serves everyone")
+    if args.experiment_command in ("promote", "end"):
+        from serving.records.database import create_schema, make_engine
+
+        engine = make_engine(args.database_url or settings.database_url)
+        try:
+            create_schema(engine)
+            if args.experiment_command == "promote":
+                promoted = promote(store.client, store.keys.prefix, records=engine)
+                print(f"promoted {promoted}: the champion for everyone")
+            else:
+                ended = end_challenger(store.client, store.keys.prefix, records=engine)
+                print(f"ended: challenger {ended} removed, the champion serves everyone")
+        finally:
+            engine.dispose()
         return 0
     from trustrec.experiments import experiment_table
 

@@ -28,7 +28,8 @@ POSTGRES_CONNECT_TIMEOUT_S = 2  # an unreachable database answers 503 in this lo
 # missed just because its module was not imported yet (a missing table would make every consent
 # read fail closed, silently).
 TABLE_MODULES = ("serving.records.consent", "serving.records.audit", "serving.records.interactions",
-                 "serving.records.controls", "serving.records.catalog")
+                 "serving.records.controls", "serving.records.catalog",
+                 "serving.records.challengers")
 
 metadata = sa.MetaData()
 
