@@ -11,7 +11,8 @@ sync worker, one connection, sequential requests); and, where an index is publis
 against exact ranking over customers under random consent states, and the time of each ranking.
 
 Columns: train s (the stack; ALS beside it), peak RSS of the whole size's process, artifact MB on
-disk, publish s, Redis bytes per customer (MEMORY USAGE of a customer's record, key and overhead
+disk and the seconds to save it (its partials checked to rebuild alike) and to load it (they are
+rebuilt), publish s, Redis bytes per customer (MEMORY USAGE of a customer's record, key and overhead
 included, averaged over up to 2,000 customers), the item side and index MB (what every worker
 loads), compute ms (ranking and explaining, the customer's record already read), request ms (the
 whole call with its Redis round trip) in process and over HTTP (medians), index recall@10 and
@@ -54,7 +55,7 @@ from recommender.offer_index import MIN_OFFERS
 
 DEFAULT_SIZES = "10000x1000,30000x3000,100000x10000"
 COLUMNS = ("customers", "offers", "interactions", "generate s", "train s", "als train s",
-           "peak RSS MB", "artifact MB", "publish s", "redis B/customer", "item side MB",
+           "peak RSS MB", "artifact MB", "save s", "load s", "publish s", "redis B/customer", "item side MB",
            "index MB", "compute ms", "request ms", "http ms", "index recall@10", "index rank ms",
            "exact rank ms")
 
@@ -121,7 +122,7 @@ def measure(customers: int, offers: int, options: Options) -> dict:
     """One size, end to end (runs in a process of its own)."""
     import numpy as np
 
-    from recommender.artifacts import Artifact, make_manifest, save_artifact
+    from recommender.artifacts import Artifact, load_artifact, make_manifest, save_artifact
     from recommender.loaders.synthetic import load_synthetic
     from recommender.models import SERVED, make_model
     from serving.publish import publish
@@ -165,9 +166,14 @@ def measure(customers: int, offers: int, options: Options) -> dict:
                                 history.reset_index(drop=True))
             del model, dataset  # what the rest needs is in the artifact
             if "artifact" not in options.skip:
+                started = time.perf_counter()
                 path = save_artifact(artifact, workdir / "models")
+                row["save s"] = time.perf_counter() - started
                 row["artifact MB"] = sum(f.stat().st_size for f in path.rglob("*")
                                          if f.is_file()) / 1e6
+                started = time.perf_counter()
+                load_artifact(path)
+                row["load s"] = time.perf_counter() - started
                 shutil.rmtree(path)  # its disk is not needed after (the version is published)
 
         import redis

@@ -118,7 +118,7 @@ class AdditiveModel:
         item_vectors: np.ndarray, item_bias: np.ndarray,
     ) -> AdditiveModel:
         """Partial vectors as category-masked products of a customer x feature weight matrix."""
-        p, c, has_data = _partials(customer_features, features, len(categories))
+        p, c, has_data = partials(customer_features, features, len(categories))
         return cls.from_partials(categories, item_vectors, item_bias, p, c, has_data, features)
 
     @classmethod
@@ -279,7 +279,7 @@ class AdditiveModel:
         return p[:, 0], c[:, 0], has_data[:, 0]
 
 
-def _partials(
+def partials(
     customer_features: sp.spmatrix, features: FeatureSpace, n_categories: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p: (G, n, d), c: (G, n), has_data: (G, n)) of n customers' weight rows: the one way
@@ -314,7 +314,7 @@ def _weighted_sums(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, features: FeatureSpace,
     n_categories: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_partials of the rows of one CSR weight matrix (its arrays, indices sorted in each row)."""
+    """partials of the rows of one CSR weight matrix (its arrays, indices sorted in each row)."""
     n, d = len(indptr) - 1, features.vectors.shape[1]
     p = np.zeros((n_categories, n, d))
     c = np.zeros((n_categories, n))

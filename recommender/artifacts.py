@@ -2,6 +2,11 @@
 
 Written atomically (a temporary folder renamed into place), checked on load against the checksums
 in the manifest, so a truncated, foreign or newer-format artifact is refused, never half-loaded.
+
+A feature model's customer partials (G x d numbers per customer, most of an artifact) follow from
+its feature space and each customer's attributes and history, which the artifact keeps anyway:
+they are written only when rebuilding them from those does not give the same bits (checked when
+saving; manifest "partials": "stored" or "rebuilt"), and rebuilt on load.
 """
 
 from __future__ import annotations
@@ -18,19 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from recommender.additive import AdditiveModel, FeatureSpace, Identity
+from recommender.additive import AdditiveModel, FeatureSpace, Identity, partials
+from recommender.data import Dataset
 from recommender.errors import ArtifactError
+from recommender.features import user_feature_matrix
 from recommender.offer_index import OfferIndex
 from recommender.taxonomy import Taxonomy
 
 KIND = "trustrec-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a feature model's partials may be left to rebuild (manifest "partials")
 TABLES = ("customers", "offers", "history")
-_MODEL_ARRAYS = (
-    "item_vectors", "item_bias", "partial_vectors", "partial_bias", "has_data",
-    "mean_vectors", "mean_bias",
-)
+_PARTIALS = ("partial_vectors", "partial_bias", "has_data")
+_MODEL_ARRAYS = ("item_vectors", "item_bias", *_PARTIALS, "mean_vectors", "mean_bias")
 
 
 class ManifestView:
@@ -160,7 +166,9 @@ def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
     staging.mkdir()
     try:
         model = artifact.model
-        arrays = {name: getattr(model, name) for name in _MODEL_ARRAYS}
+        rebuilt = _rebuilds_partials(artifact)
+        arrays = {name: getattr(model, name) for name in _MODEL_ARRAYS
+                  if not (rebuilt and name in _PARTIALS)}
         arrays["categories"] = np.array(model.categories, dtype=str)
         if model.features is not None:
             arrays |= model.features.to_arrays()
@@ -168,7 +176,8 @@ def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
         for table in TABLES:
             getattr(artifact, table).to_parquet(staging / f"{table}.parquet")
         files = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
-        manifest = dict(artifact.manifest, files=files)
+        manifest = dict(artifact.manifest, files=files, format_version=FORMAT_VERSION,
+                        partials="rebuilt" if rebuilt else "stored")
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float))
         for path in staging.iterdir():
             with path.open("rb") as handle:
@@ -205,9 +214,62 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path}: manifest does not list the artifact's files")
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
         features = FeatureSpace.from_arrays(arrays)
-        model = AdditiveModel(
-            categories=tuple(str(c) for c in arrays["categories"]),
-            features=features, **{name: arrays[name] for name in _MODEL_ARRAYS},
-        )
+        categories = tuple(str(c) for c in arrays["categories"])
+        stored = {name: arrays[name] for name in _MODEL_ARRAYS if name in arrays}
     tables = {t: pd.read_parquet(path / f"{t}.parquet") for t in TABLES}
+    if manifest.get("partials") == "rebuilt":
+        if features is None or not manifest.get("history_mode"):
+            raise ArtifactError(f"{path}: its partials cannot be rebuilt (no feature space)")
+        stored |= dict(zip(_PARTIALS, _rebuilt_partials(
+            features, len(categories), Taxonomy.from_dict(manifest["taxonomy"]),
+            manifest["history_mode"], **tables), strict=True))
+    missing = [name for name in _MODEL_ARRAYS if name not in stored]
+    if missing:
+        raise ArtifactError(f"{path}: arrays.npz lacks {missing[0]}")
+    model = AdditiveModel(categories=categories, features=features, **stored)
     return Artifact(manifest=manifest, model=model, **tables)
+
+
+def _rebuilds_partials(artifact: Artifact, block: int = 32_768) -> bool:
+    """Whether the model's partials are rebuilt bit for bit from its feature space and the
+    artifact's customers and history (a feature model trained on them). Compared a block of
+    customers at a time, so that checking holds one block's partials beside the model's, not a
+    second copy of them all."""
+    model = artifact.model
+    if model.features is None or artifact.history_mode is None:
+        return False
+    weights = _customer_weights(model.features, artifact.taxonomy, artifact.history_mode,
+                                artifact.customers, artifact.offers, artifact.history)
+    for start in range(0, weights.shape[0], block):
+        rebuilt = partials(weights[start:start + block], model.features, len(model.categories))
+        stored = (model.partial_vectors[:, start:start + block],
+                  model.partial_bias[:, start:start + block], model.has_data[:, start:start + block])
+        if not all(np.array_equal(a, b) for a, b in zip(rebuilt, stored, strict=True)):
+            return False
+    return True
+
+
+def _rebuilt_partials(features: FeatureSpace, n_categories: int, taxonomy: Taxonomy,
+                      history_mode: str, customers: pd.DataFrame, offers: pd.DataFrame,
+                      history: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The customers' partials as training computed them (recommender.additive.partials: a block
+    of customers gets the same bits as all of them at once)."""
+    weights = _customer_weights(features, taxonomy, history_mode, customers, offers, history)
+    return partials(weights, features, n_categories)
+
+
+def _customer_weights(features: FeatureSpace, taxonomy: Taxonomy, history_mode: str,
+                      customers: pd.DataFrame, offers: pd.DataFrame,
+                      history: pd.DataFrame) -> sp.csr_matrix:
+    """The customers' feature weights from their attributes and distinct past offers
+    (user_feature_matrix; interaction kinds and weights do not enter them), in the feature
+    space's columns (a name it lacks carries no signal)."""
+    interactions = history.assign(kind="purchase", weight=1.0)
+    weights, names, _ = user_feature_matrix(Dataset(customers, offers, interactions, taxonomy),
+                                            history_mode, taxonomy)
+    index = features.index()
+    columns = np.array([index.get(str(name), -1) for name in names], dtype=np.int64)
+    entries = weights.tocoo()
+    known = columns[entries.col] >= 0
+    return sp.csr_matrix((entries.data[known], (entries.row[known], columns[entries.col[known]])),
+                         shape=(weights.shape[0], len(features.names)))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from trained import synthetic_artifact
 
+from recommender import artifacts
 from recommender.artifacts import FORMAT_VERSION, Artifact, load_artifact, save_artifact
 from recommender.errors import ArtifactError
 from recommender.ranking import customer_state, rank
@@ -79,3 +80,38 @@ def artifact_copy(artifact: Artifact) -> Artifact:
     """The same model under a fresh version id (versions are unique per folder)."""
     manifest = dict(artifact.manifest, version=artifact.manifest["version"] + "-copy")
     return replace(artifact, manifest=manifest)
+
+
+def test_a_feature_models_partials_are_rebuilt_not_stored(saved):
+    """The served model's partials follow from its features and the customers' data: left out of
+    arrays.npz (most of an artifact) and rebuilt on load to the same bits."""
+    artifact, path = saved
+    loaded = load_artifact(path)
+    assert loaded.manifest["partials"] == "rebuilt"
+    with np.load(path / "arrays.npz") as arrays:
+        assert "partial_vectors" not in arrays
+    model = artifact.model
+    assert (path / "arrays.npz").stat().st_size < model.partial_vectors.nbytes
+    for name in ("partial_vectors", "partial_bias", "has_data", "mean_vectors", "mean_bias"):
+        assert getattr(loaded.model, name).tobytes() == getattr(model, name).tobytes(), name
+    # checked a block of customers at a time: a block gets the same bits as all at once
+    assert artifacts._rebuilds_partials(artifact, block=97)
+
+
+@pytest.mark.parametrize("kind", ["no feature space", "data changed since training"])
+def test_partials_that_would_not_rebuild_alike_are_stored(saved, tmp_path, kind):
+    artifact = artifact_copy(saved[0])
+    if kind == "no feature space":
+        artifact = replace(artifact, model=replace(artifact.model, features=None),
+                           manifest=dict(artifact.manifest, history_mode=None))
+    else:  # a history the model did not learn from: its partials are not that history's
+        artifact = replace(artifact, history=artifact.history.iloc[: len(artifact.history) // 2])
+    path = save_artifact(artifact, tmp_path)
+    loaded = load_artifact(path)
+    assert loaded.manifest["partials"] == "stored"
+    assert loaded.model.partial_vectors.tobytes() == artifact.model.partial_vectors.tobytes()
+    # an artifact written before partials could be left out (format 1) loads as it was
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["partials"]
+    (path / "manifest.json").write_text(json.dumps(manifest | {"format_version": 1}))
+    assert load_artifact(path).model.partial_bias.tobytes() == artifact.model.partial_bias.tobytes()

@@ -261,13 +261,13 @@ def test_partials_are_the_same_bits_in_any_batch(monkeypatch):
     d = 7
     features = additive.FeatureSpace(names, category, rng.normal(size=(len(names), d)),
                                      rng.normal(size=len(names)))
-    whole = additive._partials(weights, features, 4)
+    whole = additive.partials(weights, features, 4)
     monkeypatch.setattr(additive, "_CHUNK", 7)
-    chunked = additive._partials(weights, features, 4)
+    chunked = additive.partials(weights, features, 4)
     for got, want in zip(chunked, whole, strict=True):
         assert got.tobytes() == want.tobytes()
     for row in range(0, dataset.n_customers, 97):
-        one = additive._partials(weights[row], features, 4)
+        one = additive.partials(weights[row], features, 4)
         for got, want in zip(one, whole, strict=True):
             assert got[:, 0].tobytes() == want[:, row].tobytes()
 
