@@ -30,7 +30,10 @@ the trail after everything settled, the journal replayed, must be 0); offers ans
 (on 2 cores shared with the load, Redis, PostgreSQL and the relay, it varies by phase even with no
 fault: compare the flood within its own row).
 
-    python -m benchmarks.faults [--seconds 12] [--concurrency 4]
+--worker-class gunicorn-sync runs gunicorn's own sync worker instead of the project's
+(serving.gunicorn_worker): refusals then go through the app, at once.
+
+    python -m benchmarks.faults [--seconds 12] [--concurrency 4] [--worker-class gunicorn-sync]
 """
 
 from __future__ import annotations
@@ -54,7 +57,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.serve import HOST, children, free_port, start_gunicorn, stop, wait_ready
+from benchmarks.serve import (
+    GUNICORN_SYNC,
+    HOST,
+    children,
+    free_port,
+    start_gunicorn,
+    stop,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = ("127.0.0.1", 5432)
@@ -287,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--worker-class", choices=("sync", GUNICORN_SYNC), default="sync")
     args = parser.parse_args(argv)
 
     import redis
@@ -318,14 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         "TRUSTREC_AUDIT_JOURNAL": str(workdir / "journal"), "TRUSTREC_RATE_LIMIT_KEY": "1000000/minute",
     }
     port = free_port()
-    gunicorn_args = argparse.Namespace(workers=2, worker_class="sync", threads=1)
+    gunicorn_args = argparse.Namespace(workers=2, worker_class=args.worker_class, threads=1)
     log = workdir / "gunicorn.log"
     server = [start_gunicorn(port, env, gunicorn_args, log)]
     wait_ready(port, server[0], log)
     token = _token(port, key, customers[0])
-    print(f"Redis {redis_server.binary} on :{redis_server.port}; {db_kind}; gunicorn 2 sync "
-          f"workers on :{port}; {args.concurrency} connections, {args.seconds:g} s per fault\n",
-          flush=True)
+    print(f"Redis {redis_server.binary} on :{redis_server.port}; {db_kind}; gunicorn 2 "
+          f"{args.worker_class} workers on :{port}; {args.concurrency} connections, "
+          f"{args.seconds:g} s per fault\n", flush=True)
 
     def restart_redis() -> None:
         redis_server.kill()
@@ -408,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             admin.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
     _print(rows)
-    out = ROOT / "benchmarks" / "results" / "faults.json"
+    out = ROOT / "benchmarks" / "results" / (
+        "faults.json" if args.worker_class == "sync" else f"faults-{args.worker_class}.json")
     out.write_text(json.dumps({"database": db_kind, "seconds": args.seconds,
                                "concurrency": args.concurrency, "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")

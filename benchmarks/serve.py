@@ -90,14 +90,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+GUNICORN_SYNC = "gunicorn-sync"  # gunicorn's own sync worker, without serving.gunicorn_worker
+
+
 def start_gunicorn(port: int, env: dict, args: argparse.Namespace, log: Path) -> subprocess.Popen:
+    # the worker class and threads through the settings, as production sets them: the settings
+    # pick the project's sync worker, which `-k sync` replaces with gunicorn's (GUNICORN_SYNC)
+    plain = args.worker_class == GUNICORN_SYNC
     command = [
         str(Path(sys.executable).with_name("gunicorn")), "-c", "python:serving.gunicorn_conf",
-        "-w", str(args.workers), "-b", f"{HOST}:{port}", "serving.app:create_app()",
+        "-w", str(args.workers), *(["-k", "sync"] if plain else []), "-b", f"{HOST}:{port}",
+        "serving.app:create_app()",
     ]
-    # the worker class and threads through the settings, as production sets them: the settings
-    # pick the project's sync worker, which `-k sync` would replace with gunicorn's
-    env = env | {"TRUSTREC_WORKER_CLASS": args.worker_class, "TRUSTREC_THREADS": str(args.threads)}
+    env = env | {"TRUSTREC_WORKER_CLASS": "sync" if plain else args.worker_class,
+                 "TRUSTREC_THREADS": str(args.threads)}
     with log.open("w") as out:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

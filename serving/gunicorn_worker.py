@@ -16,8 +16,8 @@ worker until the client has read the answer and closed its end. Here:
   one refused write per connection per delay instead of hundreds.
 
 `make bench-faults` measures both (the feedback flood rows: offers throughput under a flood from
-4 connections 1.04 of the same load's without it, 0.85 with the delay off; 0.74 through the app).
-Everything else, and any request this
+4 connections 1.04 of the same load's without it, 0.85 with the delay off; 0.75 to 0.78 with
+gunicorn's own worker, `--worker-class gunicorn-sync`). Everything else, and any request this
 cannot answer whole, goes through gunicorn's own worker. The gthread worker
 (TRUSTREC_WORKER_CLASS=gthread) refuses in the app (RefusedCredentials as WSGI middleware), at
 once."""
