@@ -26,9 +26,9 @@ from werkzeug.exceptions import HTTPException
 
 from serving.auth import CUSTOMER, Principal
 
-# The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
 REFUSED = "429 TOO MANY REQUESTS"  # the status line's words, as Flask writes them
 
+# The API's writes (blueprint.view), limited; reads are cached or cheap, and stay unlimited.
 WRITES = ("consent.put_consent", "interactions.record", "tokens.issue",
           "accountability.feedback", "accountability.update_case", "accountability.erase",
           "controls.add", "controls.undo", "controls.correct", "accountability.contact")
@@ -139,9 +139,12 @@ class RefusedCredentials:
         return headers, body
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        # PATH_INFO holds the path's bytes as latin-1 (PEP 3333); routing reads them as UTF-8
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
-        refusal = self.answer(self._credential(environ), environ["REQUEST_METHOD"], path)
+        credential = self._credential(environ)
+        refusal = None
+        if credential is not None and credential in self._refused:
+            # PATH_INFO holds the path's bytes as latin-1 (PEP 3333); routing reads them as UTF-8
+            path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+            refusal = self.answer(credential, environ["REQUEST_METHOD"], path)
         if refusal is None:
             return self._wsgi_app(environ, start_response)
         headers, body = refusal
